@@ -1,0 +1,1 @@
+"""GraphQL API over the lake, generated from the contracts."""

@@ -1,0 +1,48 @@
+"""The bus interface every transport (embedded SQLite log, RabbitMQ) implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+IDENTITY_TOPIC = "identity.events"
+"""Spokes publish identity events here; the hub subscribes."""
+BROADCAST_TOPIC = "identity.broadcast"
+"""The hub publishes resolved identity states here; every spoke subscribes."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message handed to one subscriber; acknowledge it once its effect is durable."""
+
+    tag: int
+    body: bytes
+    published_at: float
+
+
+class EventBus(ABC):
+    """Durable topics; each subscriber sees every message at least once until it acknowledges."""
+
+    @abstractmethod
+    def publish(self, topic: str, bodies: Sequence[bytes]) -> None:
+        """Publish messages durably, in order; returns once they are safe."""
+
+    @abstractmethod
+    def fetch(self, topic: str, subscriber: str, limit: int) -> list[Delivery]:
+        """Up to `limit` unacknowledged messages for `subscriber`, oldest first."""
+
+    @abstractmethod
+    def ack(self, topic: str, subscriber: str, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge deliveries: they will not be handed to `subscriber` again."""
+
+    @abstractmethod
+    def pending(self, topic: str, subscriber: str) -> int:
+        """How many messages `subscriber` has not acknowledged yet."""
+
+    @abstractmethod
+    def oldest_pending_at(self, topic: str, subscriber: str) -> float | None:
+        """Publish time (epoch seconds) of the oldest unacknowledged message, if any."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,302 @@
+"""The hub consumer: bus -> identity_events (the log) -> customer_identity -> broadcast.
+
+Each micro-batch commits in this order, so a crash anywhere is recovered without loss or double
+effect:
+
+1. dead letters and newly parked events are appended (a redelivery after a crash here is
+   recorded as a duplicate; the parked copy still waits for its create);
+2. every valid event is appended to `identity_events` with its disposition, the batch number
+   committed in the same Delta commit (app transaction ``hub.ingest``): the commit point;
+3. resolved states are merged into the entity's identity table with the batch number
+   (``hub.projection``) in the same commit; on start the hub re-projects logged batches the
+   identity table has not seen;
+4. released parked events are removed, the bus is acknowledged, and resolved states are
+   broadcast; the last broadcast batch is checkpointed, and unbroadcast batches are sent again
+   on start (spokes apply broadcasts idempotently by version).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, Delivery, EventBus
+from hubspoke.events import IdentityEvent, InvalidEvent, encode_broadcast, parse_event
+from hubspoke.lake import Lake, LakeTable, Progress
+from hubspoke.resolve import APPLIED, DUPLICATE, PARKED, State, fold
+from lake_schema import Contract
+
+HUB_SUBSCRIBER = "hub"
+INGEST_APP = "hub.ingest"
+PROJECTION_APP = "hub.projection"
+
+
+@dataclass
+class BatchReport:
+    """What one micro-batch did."""
+
+    batch: int = 0
+    received: int = 0
+    dispositions: Counter[str] = field(default_factory=Counter)
+    dead_lettered: int = 0
+    broadcast: int = 0
+    max_lag_s: float = 0.0
+
+    def add(self, other: BatchReport) -> None:
+        """Accumulate another batch into this report."""
+        self.batch = max(self.batch, other.batch)
+        self.received += other.received
+        self.dispositions.update(other.dispositions)
+        self.dead_lettered += other.dead_lettered
+        self.broadcast += other.broadcast
+        self.max_lag_s = max(self.max_lag_s, other.max_lag_s)
+
+
+class Hub:
+    """Ingests identity events for every entity that has an identity contract."""
+
+    def __init__(self, lake: Lake, bus: EventBus, state_dir: Path) -> None:
+        self.lake = lake
+        self.bus = bus
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = lake.table("identity_events")
+        self.parked = lake.table("parked_identity_events")
+        self.dead_letters = lake.table("dead_letters")
+        self._seen: set[str] | None = None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the hub's single-writer lock (CLI consumers and Dagster runs take turns)."""
+        with open(self.state_dir / "hub.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def drain(self, batch_size: int = 5000, max_batches: int | None = None) -> BatchReport:
+        """Ingest until the bus has nothing pending for the hub (or `max_batches` ran)."""
+        total = BatchReport()
+        with self.exclusive():
+            self.recover()
+            done = 0
+            while max_batches is None or done < max_batches:
+                deliveries = self.bus.fetch(IDENTITY_TOPIC, HUB_SUBSCRIBER, batch_size)
+                if not deliveries:
+                    break
+                total.add(self._ingest(deliveries))
+                done += 1
+        return total
+
+    def pending(self) -> int:
+        """Identity events published but not yet ingested."""
+        return self.bus.pending(IDENTITY_TOPIC, HUB_SUBSCRIBER)
+
+    # --- recovery ----------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Finish what a crashed batch committed to the log but not yet projected or broadcast."""
+        logged = self.log.progress(INGEST_APP) or 0
+        for contract in self.lake.catalog.identities():
+            table = self.lake.table(contract)
+            projected = table.progress(PROJECTION_APP) or 0
+            if projected < logged:
+                rows = self.log.read(where=(pc.field("batch") > projected)
+                                     & (pc.field("entity") == contract.entity)
+                                     & (pc.field("disposition") == APPLIED))
+                events = [_event_from_log(r) for r in rows.to_pylist()]
+                self._project(contract, events, logged)
+        self.seen()
+        parked_ids = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
+        done = [i for i in parked_ids if i in self._logged_ids]
+        if done:
+            self.parked.delete_where(_in("event_id", done), step="release parked")
+        broadcast = self._checkpoint().get("broadcast_batch", 0)
+        if broadcast < logged:
+            rows = self.log.read(columns=["entity", "entity_id"],
+                                 where=(pc.field("batch") > broadcast)
+                                 & (pc.field("disposition") == APPLIED))
+            by_entity: dict[str, set[str]] = defaultdict(set)
+            for r in rows.to_pylist():
+                by_entity[r["entity"]].add(r["entity_id"])
+            for entity, ids in by_entity.items():
+                contract = self.lake.catalog.identity(entity)
+                self._broadcast(contract, self._states(contract, ids).values())
+            self._save_checkpoint(broadcast_batch=logged)
+
+    def seen(self) -> set[str]:
+        """Event ids already logged or parked (loaded once per process, then kept current)."""
+        if self._seen is None:
+            self._logged_ids = set(self.log.read(columns=["event_id"])["event_id"].to_pylist())
+            parked = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
+            self._seen = self._logged_ids | set(parked)
+        return self._seen
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def _ingest(self, deliveries: Sequence[Delivery]) -> BatchReport:
+        batch = (self.log.progress(INGEST_APP) or 0) + 1
+        now = datetime.now(UTC)
+        report = BatchReport(batch=batch, received=len(deliveries))
+        seen = self.seen()
+        dead: list[dict[str, Any]] = []
+        fresh: list[IdentityEvent] = []
+        duplicates: list[IdentityEvent] = []
+        bodies: dict[str, bytes] = {}
+        for d in deliveries:
+            try:
+                event = parse_event(d.body, self.lake.catalog)
+            except InvalidEvent as exc:
+                dead.append(_dead_letter(d, str(exc), now))
+                continue
+            if event.event_id in seen or event.event_id in bodies:
+                duplicates.append(event)
+            else:
+                fresh.append(event)
+                bodies[event.event_id] = d.body
+
+        log_rows = [_log_row(e, DUPLICATE, None, batch, now) for e in duplicates]
+        new_parked: list[dict[str, Any]] = []
+        released: list[str] = []
+        changed: dict[str, list[State]] = defaultdict(list)
+        by_entity: dict[str, list[IdentityEvent]] = defaultdict(list)
+        for e in fresh:
+            by_entity[e.entity].append(e)
+        for entity, events in by_entity.items():
+            contract = self.lake.catalog.identity(entity)
+            ids = {e.entity_id for e in events}
+            states = self._states(contract, ids)
+            waiting = self._parked_events(entity, ids)
+            per_id: dict[str, list[IdentityEvent]] = defaultdict(list)
+            for e in [*events, *waiting]:
+                per_id[e.entity_id].append(e)
+            waiting_ids = {e.event_id for e in waiting}
+            for entity_id, evs in per_id.items():
+                before = states.get(entity_id)
+                after, outcome = fold(before, evs, contract.key_fields[0])
+                for e, disposition in outcome:
+                    if disposition == PARKED:
+                        if e.event_id not in waiting_ids:
+                            new_parked.append({"event_id": e.event_id, "entity": e.entity,
+                                               "entity_id": e.entity_id, "parked_at": now,
+                                               "body": bodies[e.event_id].decode()})
+                        continue
+                    if e.event_id in waiting_ids:
+                        released.append(e.event_id)
+                    version = after["version"] if disposition == APPLIED and after else None
+                    log_rows.append(_log_row(e, disposition, version, batch, now))
+                if after is not None and after != before:
+                    changed[entity].append(after)
+
+        if dead:
+            self.dead_letters.append(self.dead_letters.contract.to_arrow(dead), step="dead-letter")
+        if new_parked:
+            self.parked.append(self.parked.contract.to_arrow(new_parked), step="park")
+        self.log.append(self.log.contract.to_arrow(log_rows), progress=Progress(INGEST_APP, batch),
+                        step="ingest", batch=batch)
+        for entity, states in changed.items():
+            self._merge(self.lake.catalog.identity(entity), states, batch)
+        if released:
+            self.parked.delete_where(_in("event_id", released), step="release parked")
+        self.bus.ack(IDENTITY_TOPIC, HUB_SUBSCRIBER, deliveries)
+
+        logged = {r["event_id"] for r in log_rows}
+        self._logged_ids |= logged
+        seen |= logged | {p["event_id"] for p in new_parked}
+        for entity, states in changed.items():
+            report.broadcast += self._broadcast(self.lake.catalog.identity(entity), states)
+        self._save_checkpoint(broadcast_batch=batch)
+
+        report.dispositions.update(r["disposition"] for r in log_rows)
+        report.dispositions[PARKED] += len(new_parked)
+        report.dead_lettered = len(dead)
+        if fresh:
+            report.max_lag_s = max((now - e.occurred_at).total_seconds() for e in fresh)
+        return report
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _states(self, contract: Contract, ids: set[str]) -> dict[str, State]:
+        key = contract.key_fields[0]
+        rows = self.lake.table(contract).read(where=pc.field(key).isin(list(ids)))
+        return {r[key]: r for r in rows.to_pylist()}
+
+    def _parked_events(self, entity: str, ids: set[str]) -> list[IdentityEvent]:
+        rows = self.parked.read(
+            columns=["body"],
+            where=(pc.field("entity") == entity) & pc.field("entity_id").isin(list(ids)),
+        )
+        return [parse_event(b.encode(), self.lake.catalog) for b in rows["body"].to_pylist()]
+
+    def _project(self, contract: Contract, events: list[IdentityEvent], batch: int) -> None:
+        """Re-apply logged, applied events onto the identity table (crash recovery)."""
+        per_id: dict[str, list[IdentityEvent]] = defaultdict(list)
+        for e in events:
+            per_id[e.entity_id].append(e)
+        states = self._states(contract, set(per_id))
+        resolved = []
+        for entity_id, evs in per_id.items():
+            after, _ = fold(states.get(entity_id), evs, contract.key_fields[0])
+            if after is not None:
+                resolved.append(after)
+        self._merge(contract, resolved, batch)
+
+    def _merge(self, contract: Contract, states: list[State], batch: int) -> None:
+        table: LakeTable = self.lake.table(contract)
+        table.upsert(contract.to_arrow(states), newer_than="version",
+                     progress=Progress(PROJECTION_APP, batch), step="project", batch=batch)
+
+    def _broadcast(self, contract: Contract, states: Any) -> int:
+        bodies = [encode_broadcast(contract.entity, s) for s in states]
+        self.bus.publish(BROADCAST_TOPIC, bodies)
+        return len(bodies)
+
+    def _checkpoint(self) -> dict[str, int]:
+        path = self.state_dir / "checkpoint.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_checkpoint(self, **values: int) -> None:
+        path = self.state_dir / "checkpoint.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._checkpoint() | values))
+        tmp.replace(path)  # atomic: a crash leaves the old or the new checkpoint
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _log_row(e: IdentityEvent, disposition: str, version: int | None, batch: int,
+             now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id, "entity": e.entity, "entity_id": e.entity_id,
+        "event_type": e.event_type, "source": e.source, "occurred_at": e.occurred_at,
+        "received_at": now, "data": json.dumps(e.data, sort_keys=True),
+        "disposition": disposition, "hub_version": version, "batch": batch,
+    }
+
+
+def _event_from_log(row: dict[str, Any]) -> IdentityEvent:
+    return IdentityEvent(
+        event_id=row["event_id"], event_type=row["event_type"], entity=row["entity"],
+        entity_id=row["entity_id"], source=row["source"], occurred_at=row["occurred_at"],
+        data=json.loads(row["data"]),
+    )
+
+
+def _dead_letter(d: Delivery, reason: str, now: datetime) -> dict[str, Any]:
+    return {"dead_letter_id": str(uuid.uuid4()), "topic": IDENTITY_TOPIC, "received_at": now,
+            "reason": reason, "body": d.body.decode("utf-8", errors="replace")}

@@ -1,0 +1,237 @@
+"""All Delta Lake I/O: the rest of Hubspoke speaks in contracts and Arrow tables, not paths."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from lake_schema import Catalog, Contract
+
+_WRITER = WriterProperties(compression="ZSTD")
+_COMMIT_RETRIES = 8
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A writer's position (app id, monotonic number) committed atomically with its data."""
+
+    app_id: str
+    position: int
+
+    def commit_properties(self, metadata: Mapping[str, Any] | None = None) -> CommitProperties:
+        """Commit properties that record this progress (and metadata) in the same commit."""
+        return CommitProperties(
+            app_transactions=[Transaction(self.app_id, self.position)],
+            custom_metadata=dict(metadata or {}),
+        )
+
+
+class LakeTable:
+    """One Delta table governed by one contract."""
+
+    def __init__(self, contract: Contract, path: Path) -> None:
+        self.contract = contract
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"LakeTable({self.contract.table_name!r}, {str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        """The table's snake_case name (also its folder)."""
+        return self.contract.table_name
+
+    def create_if_missing(self) -> None:
+        """Create the empty table with the contract's schema; a no-op when it exists."""
+        if DeltaTable.is_deltatable(str(self.path)):
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        DeltaTable.create(
+            str(self.path),
+            schema=self.contract.arrow_schema(),
+            mode="ignore",
+            name=self.contract.table_name,
+            description=self.contract.description,
+            configuration={"delta.enableChangeDataFeed": "true"},
+            commit_properties=CommitProperties(
+                custom_metadata={"contract": self.contract.name, "contract_version": self.contract.version}
+            ),
+        )
+
+    def delta(self, version: int | datetime | None = None) -> DeltaTable:
+        """The underlying DeltaTable, optionally as of a version or a point in time."""
+        dt = DeltaTable(str(self.path))
+        if version is not None:
+            dt.load_as_version(version)
+        return dt
+
+    def version(self) -> int:
+        """Current Delta version."""
+        return self.delta().version()
+
+    def progress(self, app_id: str) -> int | None:
+        """The position `app_id` last committed into this table, if any."""
+        return self.delta().transaction_version(app_id)
+
+    def read(
+        self,
+        columns: list[str] | None = None,
+        where: pc.Expression | None = None,
+        version: int | datetime | None = None,
+    ) -> pa.Table:
+        """Rows as an Arrow table in the contract's schema, filtered with pushdown."""
+        return self.dataset(version).to_table(columns=columns, filter=where)
+
+    def dataset(self, version: int | datetime | None = None) -> ds.Dataset:
+        """A pyarrow dataset over the table's current files."""
+        # An explicit filesystem avoids the abort at interpreter exit of delta-rs#2184.
+        fs = pafs.SubTreeFileSystem(str(self.path.resolve()), pafs.LocalFileSystem())
+        return self.delta(version).to_pyarrow_dataset(filesystem=fs)
+
+    def count(self) -> int:
+        """Number of rows."""
+        return self.dataset().count_rows()
+
+    def append(self, rows: pa.Table, progress: Progress | None = None, **metadata: Any) -> int:
+        """Append rows (cast to the contract's schema); returns the new version."""
+        rows = self._conform(rows)
+        props = _commit_properties(progress, metadata)
+        self._with_retries(
+            lambda dt: write_deltalake(
+                dt, rows, mode="append", writer_properties=_WRITER, commit_properties=props
+            )
+        )
+        return self.version()
+
+    def upsert(
+        self,
+        rows: pa.Table,
+        *,
+        newer_than: str | None = None,
+        delete_keys: Iterable[Any] = (),
+        progress: Progress | None = None,
+        **metadata: Any,
+    ) -> dict[str, int]:
+        """Merge rows by primary key and delete `delete_keys`, in one atomic commit.
+
+        Args:
+            rows: rows in the contract's shape; an existing row is replaced when
+                `newer_than` is None or when the incoming value of that column is greater.
+            delete_keys: key values (single-column keys) whose rows are removed.
+            progress: writer position recorded in the same commit.
+        """
+        rows = self._conform(rows)
+        deletes = list(delete_keys)
+        keys = self.contract.key_fields
+        if deletes:
+            if len(keys) != 1:
+                raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
+            # Only keys the table holds: delta-rs validates NOT NULL on the placeholder rows of
+            # unmatched deletes too, and rejects the whole merge.
+            deletes = self.read(columns=[keys[0]], where=pc.field(keys[0]).isin(deletes))[
+                keys[0]].to_pylist()
+        if rows.num_rows == 0 and not deletes:
+            if progress is not None:  # nothing to merge, but the writer's position moves on
+                self.append(rows, progress, **metadata)
+            return {"num_target_rows_inserted": 0, "num_target_rows_updated": 0,
+                    "num_target_rows_deleted": 0}
+        if deletes:
+            flags = pa.table({"__delete": pa.array([False] * rows.num_rows + [True] * len(deletes))})
+            blanks = pa.Table.from_pylist(
+                [dict.fromkeys(rows.column_names) | {keys[0]: k} for k in deletes],
+                schema=_nullable(rows.schema),
+            )
+            source = pa.concat_tables([rows.cast(_nullable(rows.schema)), blanks])
+            source = source.append_column("__delete", flags["__delete"])
+        else:
+            source = rows.append_column("__delete", pa.array([False] * rows.num_rows))
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        update_when = "s.__delete = false" + (f" AND s.{newer_than} > t.{newer_than}" if newer_than else "")
+        cols = {c: f"s.{c}" for c in self.contract.field_names}
+        props = _commit_properties(progress, metadata)
+
+        def merge(dt: DeltaTable) -> dict[str, int]:
+            return (
+                dt.merge(source, predicate=on, source_alias="s", target_alias="t",
+                         writer_properties=_WRITER, commit_properties=props)
+                .when_matched_delete(predicate="s.__delete = true")
+                .when_matched_update(updates=cols, predicate=update_when)
+                .when_not_matched_insert(updates=cols, predicate="s.__delete = false")
+                .execute()
+            )
+
+        return self._with_retries(merge)
+
+    def delete_where(self, predicate: str, **metadata: Any) -> int:
+        """Delete rows matching a SQL predicate; returns how many went."""
+        metrics = self._with_retries(
+            lambda dt: dt.delete(predicate, writer_properties=_WRITER,
+                                 commit_properties=CommitProperties(custom_metadata=metadata))
+        )
+        return int(metrics.get("num_deleted_rows", 0))
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commit history, newest first."""
+        return self.delta().history(limit)
+
+    def _conform(self, rows: pa.Table) -> pa.Table:
+        schema = self.contract.arrow_schema()
+        missing = set(schema.names) - set(rows.column_names)
+        if missing:
+            raise ValueError(f"{self.name}: rows lack contract fields {sorted(missing)}")
+        return rows.select(schema.names).cast(schema)
+
+    def _with_retries(self, op: Callable[[DeltaTable], T]) -> T:
+        # A writer that loses a commit race sees CommitFailedError; reload and redo.
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                return op(self.delta())
+            except CommitFailedError:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+def _commit_properties(progress: Progress | None, metadata: Mapping[str, Any]) -> CommitProperties:
+    if progress is None:
+        return CommitProperties(custom_metadata=dict(metadata))
+    return progress.commit_properties(metadata)
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+class Lake:
+    """A folder of Delta tables, one per contract, named after the table in snake_case."""
+
+    def __init__(self, root: Path, catalog: Catalog) -> None:
+        self.root = root
+        self.catalog = catalog
+
+    def table(self, name: str | Contract) -> LakeTable:
+        """The table of a contract (by object, CamelCase name or snake_case table name)."""
+        contract = name if isinstance(name, Contract) else self.catalog.get(name)
+        return LakeTable(contract, self.root / contract.table_name)
+
+    def create_tables(self) -> None:
+        """Create every contract's table that does not exist yet."""
+        for contract in self.catalog.tables():
+            self.table(contract).create_if_missing()
+
+    def tables(self) -> list[LakeTable]:
+        """Every table the contracts define."""
+        return [self.table(c) for c in self.catalog.tables()]

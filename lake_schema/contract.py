@@ -1,0 +1,194 @@
+"""The contract model: a table's (or event's) name, owner, version and typed, classified fields."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+_SCALARS: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+ACCEPTED_TYPES = "string, int64, float64, boolean, timestamp, date, decimal(P,S), object"
+
+
+class ContractError(ValueError):
+    """A contract file, or a value checked against a contract, is not valid."""
+
+
+class Privacy(StrEnum):
+    """How sensitive a field is; decides masking, audit and erasure."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PII = "pii"
+
+
+class Field(BaseModel):
+    """One column of a table, or one attribute of an event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+    nullable: bool
+    description: str
+    privacy: Privacy
+    source: Literal["event"] | None = None
+    references: str | None = None
+    allowed: tuple[str, ...] | None = None
+    minimum: float | None = None
+    max_length: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"field name {name!r} must be snake_case ([a-z][a-z0-9_]*)")
+        return name
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, type_: str) -> str:
+        if type_ not in _SCALARS and type_ != "object" and not _DECIMAL.match(type_):
+            raise ValueError(f"type {type_!r} is not one of: {ACCEPTED_TYPES}")
+        return type_
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """The physical Arrow type the lake stores this field as."""
+        if m := _DECIMAL.match(self.type):
+            return pa.decimal128(int(m[1]), int(m[2]))
+        if self.type == "object":
+            return pa.string()  # JSON text
+        return _SCALARS[self.type]
+
+    def problems(self, value: Any) -> str | None:
+        """Why `value` breaks this field's contract, or None when it is fine."""
+        if value is None:
+            return None if self.nullable else f"{self.name} is required but missing"
+        expected = {
+            "string": str, "int64": int, "float64": (int, float), "boolean": bool,
+            "timestamp": datetime, "date": date, "object": dict,
+        }.get(self.type, Decimal)
+        if isinstance(value, bool) and expected in (int, (int, float), Decimal):
+            return f"{self.name} must be {self.type}, got boolean {value!r}"
+        if expected is Decimal and isinstance(value, int | float | str):
+            try:
+                value = Decimal(str(value))
+            except InvalidOperation:
+                return f"{self.name} must be {self.type}, got {value!r}"
+        if not isinstance(value, expected):
+            return f"{self.name} must be {self.type}, got {type(value).__name__} {value!r:.60}"
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return f"{self.name} must carry a UTC offset, got naive {value.isoformat()}"
+        if self.allowed is not None and value not in self.allowed:
+            return f"{self.name} must be one of {', '.join(self.allowed)}, got {value!r:.60}"
+        if self.minimum is not None and value < self.minimum:
+            return f"{self.name} must be >= {self.minimum:g}, got {value!r}"
+        if self.max_length is not None and len(value) > self.max_length:
+            return f"{self.name} must be at most {self.max_length} characters, got {len(value)}"
+        if isinstance(expected, type) and expected is Decimal:
+            digits = self.arrow_type.precision - self.arrow_type.scale
+            if abs(value) >= Decimal(10) ** digits:
+                return f"{self.name} does not fit {self.type}: {value}"
+        return None
+
+
+class Contract(BaseModel):
+    """A named, owned, versioned shape: a lake table, an append-only log, or a bus event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["identity", "extension", "log", "event"]
+    owner: str
+    version: str
+    description: str
+    primary_key: str | tuple[str, ...]
+    fields: tuple[Field, ...]
+    entity: str | None = None
+    extension_name: str | None = None
+    steward: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Contract:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: duplicate field names in {names}")
+        for key in self.key_fields:
+            if key not in names:
+                raise ValueError(f"{self.name}: primary key {key!r} is not a field")
+        if self.kind in ("identity", "extension") and self.entity is None:
+            raise ValueError(f"{self.name}: an {self.kind} contract must name its entity")
+        if self.kind == "extension" and self.extension_name is None:
+            raise ValueError(f"{self.name}: an extension contract must set extension_name")
+        if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
+            raise ValueError(f"{self.name}: version {self.version!r} must be MAJOR.MINOR.PATCH")
+        return self
+
+    @property
+    def table_name(self) -> str:
+        """The lake folder and SQL name of this contract: its name in snake_case."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """Primary key columns, in order."""
+        return (self.primary_key,) if isinstance(self.primary_key, str) else self.primary_key
+
+    def field(self, name: str) -> Field:
+        """The field called `name`; raises ContractError naming the accepted fields."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise ContractError(f"{self.name} has no field {name!r}; fields: {self.field_names}")
+
+    @property
+    def field_names(self) -> list[str]:
+        """Field names in contract order."""
+        return [f.name for f in self.fields]
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of the lake table, with descriptions and privacy as field metadata."""
+        return pa.schema(
+            [
+                pa.field(
+                    f.name,
+                    f.arrow_type,
+                    nullable=f.nullable,
+                    metadata={"description": f.description, "privacy": f.privacy.value},
+                )
+                for f in self.fields
+            ],
+            metadata={"contract": self.name, "contract_version": self.version},
+        )
+
+    def row_problems(self, row: dict[str, Any]) -> list[str]:
+        """Every way `row` breaks this contract (unknown fields included); empty when valid."""
+        unknown = sorted(set(row) - set(self.field_names))
+        found = [f"unknown field {name!r}" for name in unknown]
+        found += [p for f in self.fields if (p := f.problems(row.get(f.name)))]
+        return found
+
+    def to_arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """Valid rows as an Arrow table in exactly this contract's physical schema."""
+        return pa.Table.from_pylist(rows, schema=self.arrow_schema())
+
+
+def utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; naive values are refused, never guessed."""
+    if value.tzinfo is None:
+        raise ContractError(f"timestamp {value.isoformat()} has no UTC offset")
+    return value.astimezone(UTC)

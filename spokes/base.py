@@ -1,0 +1,382 @@
+"""The spoke interface and its SQLite implementation: local writes, outbox, broadcasts, extraction."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from hubspoke.events import IdentityEvent
+
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS hubspoke_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    published_at TEXT
+);
+CREATE INDEX IF NOT EXISTS hubspoke_outbox_unpublished ON hubspoke_outbox (seq)
+    WHERE published_at IS NULL;
+"""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """An identity event written beside the local change, waiting for the relay."""
+
+    seq: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class DomainChanges:
+    """What changed in a spoke's domain table since a watermark, already in contract shape."""
+
+    upserts: list[dict[str, Any]]
+    deleted_keys: list[str]
+    high_watermark: datetime | None
+
+
+@dataclass(frozen=True)
+class LocalSchema:
+    """Where a spoke keeps identity and domain data, in its own names."""
+
+    ddl: str
+    identity_table: str
+    identity_key: str
+    hub_version: str
+    identity_columns: dict[str, str]
+    """Contract identity field -> local column, for every field the spoke keeps."""
+    domain_table: str
+    domain_key: str
+    domain_updated: str
+    domain_deleted: str
+    """SQL condition that is true for a soft-deleted domain row."""
+
+
+class Spoke(ABC):
+    """A domain service that owns its extension data and keeps a copy of every identity.
+
+    The write paths (`create_customer`, `update_customer`, `delete_customer`, `save_domain`) are
+    what the spoke's own application calls: each writes the local change and, for identity
+    changes, an outbox event in one transaction. Integration goes through `outbox`,
+    `mark_published`, `apply_broadcast` and `extract_changes`.
+    """
+
+    name: str
+    schema: LocalSchema
+    entity = "customer"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._con.row_factory = sqlite3.Row
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.executescript(self.schema.ddl + _OUTBOX)
+
+    def close(self) -> None:
+        """Close the local database."""
+        self._con.close()
+
+    # --- anti-corruption layer: local encodings <-> contract values -------------------------
+
+    @abstractmethod
+    def stamp_to_local(self, value: datetime) -> Any:
+        """A UTC timestamp in the spoke's own encoding."""
+
+    @abstractmethod
+    def stamp_from_local(self, value: Any) -> datetime:
+        """The spoke's own timestamp encoding as an aware UTC datetime."""
+
+    @abstractmethod
+    def flag_to_local(self, deleted: bool) -> Any:
+        """The spoke's encoding of the identity's deleted flag."""
+
+    @abstractmethod
+    def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A local domain row mapped into the domain contract (may break it: the sync checks)."""
+
+    @abstractmethod
+    def soft_delete_domain_sql(self) -> str:
+        """SET clause that soft-deletes a domain row, with one `?` for the local timestamp."""
+
+    @abstractmethod
+    def fake_domain(self, rng: Random) -> dict[str, Any]:
+        """Plausible local domain values, for the traffic simulator."""
+
+    # --- write paths -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The spoke's clock, in UTC."""
+        return datetime.now(UTC)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One local transaction; outbox rows written inside it commit with the change."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def create_customer(self, name: str, email: str, domain: dict[str, Any] | None = None) -> str:
+        """Create a customer locally (and its domain row, when given); returns its new id."""
+        customer_id = str(uuid.uuid4())
+        at = self.now()
+        state = {"id": customer_id, "name": name, "email": email, "created_at": at,
+                 "created_by": self.name, "updated_at": at, "deleted": False}
+        with self.transaction() as con:
+            self._insert_identity(con, state, hub_version=0)
+            if domain is not None:
+                self._upsert_domain(con, customer_id, domain, at)
+            self._emit(con, "created", customer_id, at, {"name": name, "email": email})
+        return customer_id
+
+    def update_customer(self, customer_id: str, *, name: str | None = None,
+                        email: str | None = None) -> None:
+        """Change a customer's name and/or e-mail locally and announce it."""
+        s = self.schema
+        cols = s.identity_columns
+        at = self.now()
+        with self.transaction() as con:
+            row = self._identity_row(con, customer_id)
+            if row is None:
+                raise KeyError(f"{self.name}: no customer {customer_id!r}")
+            new = {"name": name or row[cols["name"]], "email": email or row[cols["email"]]}
+            con.execute(
+                f"UPDATE {s.identity_table} SET {cols['name']} = ?, {cols['email']} = ?,"
+                f" {cols['updated_at']} = ? WHERE {s.identity_key} = ?",
+                (new["name"], new["email"], self.stamp_to_local(at), customer_id),
+            )
+            self._emit(con, "updated", customer_id, at, new)
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Delete a customer locally (soft, with its domain row) and announce it."""
+        at = self.now()
+        with self.transaction() as con:
+            if self._identity_row(con, customer_id) is None:
+                raise KeyError(f"{self.name}: no customer {customer_id!r}")
+            self._mark_deleted(con, customer_id, at)
+            self._emit(con, "deleted", customer_id, at, None)
+
+    def save_domain(self, customer_id: str, values: dict[str, Any]) -> None:
+        """Insert or change the spoke's domain row of a customer (local column names)."""
+        with self.transaction() as con:
+            self._upsert_domain(con, customer_id, values, self.now())
+
+    # --- integration -------------------------------------------------------------------------
+
+    def outbox(self, limit: int = 1000) -> list[OutboxMessage]:
+        """Unpublished outbox events, in commit order."""
+        rows = self._con.execute(
+            "SELECT seq, body FROM hubspoke_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [OutboxMessage(seq=r["seq"], body=r["body"].encode()) for r in rows]
+
+    def mark_published(self, messages: Sequence[OutboxMessage]) -> None:
+        """Record that the bus confirmed these outbox events."""
+        self._con.executemany(
+            "UPDATE hubspoke_outbox SET published_at = ? WHERE seq = ?",
+            [(self.now().isoformat(), m.seq) for m in messages],
+        )
+
+    def apply_broadcast(self, states: Sequence[dict[str, Any]]) -> int:
+        """Apply resolved identity states from the hub when newer than the local copy.
+
+        Idempotent: a state whose hub version is not greater than the local one is ignored,
+        so redelivered or reordered broadcasts cannot roll a customer back.
+        """
+        applied = 0
+        with self.transaction() as con:
+            for state in states:
+                row = self._identity_row(con, state["id"])
+                if row is None:
+                    self._insert_identity(con, state, hub_version=state["version"])
+                elif row[self.schema.hub_version] < state["version"]:
+                    self._overwrite_identity(con, state)
+                else:
+                    continue
+                if state["deleted"]:
+                    con.execute(
+                        f"UPDATE {self.schema.domain_table} SET {self.soft_delete_domain_sql()}"
+                        f" WHERE {self.schema.domain_key} = ? AND NOT ({self.schema.domain_deleted})",
+                        (self.stamp_to_local(self.now()), state["id"]),
+                    )
+                applied += 1
+        return applied
+
+    def extract_changes(self, since: datetime | None) -> DomainChanges:
+        """Domain rows changed after `since` (all rows when None), mapped into the contract."""
+        s = self.schema
+        sql = f"SELECT *, ({s.domain_deleted}) AS hubspoke_deleted FROM {s.domain_table}"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += f" WHERE {s.domain_updated} > ?"
+            params = (self.stamp_to_local(since),)
+        upserts: list[dict[str, Any]] = []
+        deleted: list[str] = []
+        high: datetime | None = None
+        for row in self._con.execute(sql + f" ORDER BY {s.domain_updated}", params):
+            stamp = self.stamp_from_local(row[s.domain_updated])
+            high = stamp if high is None or stamp > high else high
+            if row["hubspoke_deleted"]:
+                deleted.append(row[s.domain_key])
+            else:
+                upserts.append(self.domain_to_contract(dict(row)))
+        return DomainChanges(upserts, deleted, high)
+
+    def fetch_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Current live domain rows for `keys`, mapped into the contract."""
+        s = self.schema
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(keys), 500):
+            marks = ",".join("?" * len(chunk))
+            out += [
+                self.domain_to_contract(dict(r))
+                for r in self._con.execute(
+                    f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IN ({marks})"
+                    f" AND NOT ({s.domain_deleted})", chunk)
+            ]
+        return out
+
+    def domain_versions(self) -> dict[str, datetime]:
+        """Key -> last change time of every live domain row (for reconciliation)."""
+        s = self.schema
+        return {
+            r[0]: self.stamp_from_local(r[1])
+            for r in self._con.execute(
+                f"SELECT {s.domain_key}, {s.domain_updated} FROM {s.domain_table}"
+                f" WHERE NOT ({s.domain_deleted})")
+        }
+
+    def identities(self) -> list[dict[str, Any]]:
+        """Every identity the spoke holds, in contract shape (for reconciliation and tests)."""
+        return [self._identity_from_row(r) for r in
+                self._con.execute(f"SELECT * FROM {self.schema.identity_table}")]
+
+    def pick_live_customer(self, rng: Random) -> str | None:
+        """A uniformly chosen customer the spoke holds and that is not deleted, if any."""
+        s = self.schema
+        live = f"FROM {s.identity_table} WHERE {s.identity_columns['deleted']} = ?"
+        flag = (self.flag_to_local(False),)
+        count = self._con.execute(f"SELECT count(*) {live}", flag).fetchone()[0]
+        if count == 0:
+            return None
+        row = self._con.execute(
+            f"SELECT {s.identity_key} {live} ORDER BY {s.identity_key} LIMIT 1 OFFSET ?",
+            (*flag, rng.randrange(count)),
+        ).fetchone()
+        return row[0]
+
+    def has_domain_row(self, customer_id: str) -> bool:
+        """Whether the spoke keeps live domain data about the customer."""
+        s = self.schema
+        return self._con.execute(
+            f"SELECT 1 FROM {s.domain_table} WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
+            (customer_id,),
+        ).fetchone() is not None
+
+    # --- local SQL -----------------------------------------------------------------------------
+
+    def _identity_row(self, con: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+        s = self.schema
+        return con.execute(
+            f"SELECT * FROM {s.identity_table} WHERE {s.identity_key} = ?", (customer_id,)
+        ).fetchone()
+
+    def _identity_from_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        cols = self.schema.identity_columns
+        out = {field: row[col] for field, col in cols.items()}
+        for field in ("created_at", "updated_at"):
+            out[field] = self.stamp_from_local(out[field])
+        out["deleted"] = row[cols["deleted"]] == self.flag_to_local(True)
+        out["version"] = row[self.schema.hub_version]
+        return out
+
+    def _local_identity(self, state: dict[str, Any]) -> dict[str, Any]:
+        encode = {"created_at": self.stamp_to_local, "updated_at": self.stamp_to_local,
+                  "deleted": self.flag_to_local}
+        return {col: encode.get(field, lambda v: v)(state[field])
+                for field, col in self.schema.identity_columns.items()}
+
+    def _insert_identity(self, con: sqlite3.Connection, state: dict[str, Any], hub_version: int) -> None:
+        local = self._local_identity(state) | {self.schema.hub_version: hub_version}
+        con.execute(
+            f"INSERT INTO {self.schema.identity_table} ({', '.join(local)})"
+            f" VALUES ({', '.join('?' * len(local))})",
+            tuple(local.values()),
+        )
+
+    def _overwrite_identity(self, con: sqlite3.Connection, state: dict[str, Any]) -> None:
+        s = self.schema
+        local = self._local_identity(state) | {s.hub_version: state["version"]}
+        local.pop(s.identity_key)
+        con.execute(
+            f"UPDATE {s.identity_table} SET {', '.join(f'{c} = ?' for c in local)}"
+            f" WHERE {s.identity_key} = ?",
+            (*local.values(), state["id"]),
+        )
+
+    def _mark_deleted(self, con: sqlite3.Connection, customer_id: str, at: datetime) -> None:
+        s = self.schema
+        cols = s.identity_columns
+        stamp = self.stamp_to_local(at)
+        con.execute(
+            f"UPDATE {s.identity_table} SET {cols['deleted']} = ?, {cols['updated_at']} = ?"
+            f" WHERE {s.identity_key} = ?",
+            (self.flag_to_local(True), stamp, customer_id),
+        )
+        con.execute(
+            f"UPDATE {s.domain_table} SET {self.soft_delete_domain_sql()}"
+            f" WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
+            (stamp, customer_id),
+        )
+
+    def _upsert_domain(self, con: sqlite3.Connection, customer_id: str,
+                       values: dict[str, Any], at: datetime) -> None:
+        s = self.schema
+        row = {s.domain_key: customer_id, **values, s.domain_updated: self.stamp_to_local(at)}
+        updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != s.domain_key)
+        con.execute(
+            f"INSERT INTO {s.domain_table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+            f" ON CONFLICT ({s.domain_key}) DO UPDATE SET {updates}",
+            tuple(row.values()),
+        )
+
+    def _emit(self, con: sqlite3.Connection, event_type: str, customer_id: str,
+              at: datetime, data: dict[str, Any] | None) -> None:
+        event = IdentityEvent(
+            event_id=str(uuid.uuid4()), event_type=event_type, entity=self.entity,
+            entity_id=customer_id, source=self.name, occurred_at=at, data=data,
+        )
+        con.execute(
+            "INSERT INTO hubspoke_outbox (event_id, body, created_at) VALUES (?, ?, ?)",
+            (event.event_id, event.to_json(), at.isoformat()),
+        )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def iso_stamp(value: datetime) -> str:
+    """Fixed-width ISO-8601 UTC text: sorts the same as the instants it encodes."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso_stamp(value: str) -> datetime:
+    """Inverse of `iso_stamp`."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

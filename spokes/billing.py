@@ -1,0 +1,79 @@
+"""The billing spoke: invoices customers; keeps VAT numbers and payment terms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from random import Random
+from typing import Any
+
+from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
+
+SCHEMA = LocalSchema(
+    ddl="""
+    CREATE TABLE IF NOT EXISTS customers (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        email_address TEXT NOT NULL,
+        created TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        modified TEXT NOT NULL,
+        removed INTEGER NOT NULL DEFAULT 0,
+        hub_version INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS billing_accounts (
+        customer_id TEXT PRIMARY KEY,
+        vat_id TEXT,
+        terms_days INTEGER NOT NULL,   -- 0 means prepaid
+        modified TEXT NOT NULL,
+        removed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS billing_accounts_modified ON billing_accounts (modified);
+    """,
+    identity_table="customers",
+    identity_key="id",
+    hub_version="hub_version",
+    identity_columns={
+        "id": "id", "name": "display_name", "email": "email_address", "created_at": "created",
+        "created_by": "origin", "updated_at": "modified", "deleted": "removed",
+    },
+    domain_table="billing_accounts",
+    domain_key="customer_id",
+    domain_updated="modified",
+    domain_deleted="removed = 1",
+)
+
+
+def payment_terms(days: int) -> str:
+    """Billing's term length in days as the contract's payment terms code."""
+    return "PREPAID" if days == 0 else f"NET{days}"
+
+
+class BillingSpoke(Spoke):
+    """Billing system: ISO text stamps, 0/1 flags, payment terms as a number of days."""
+
+    name = "billing"
+    schema = SCHEMA
+
+    def stamp_to_local(self, value: datetime) -> str:
+        return iso_stamp(value)
+
+    def stamp_from_local(self, value: str) -> datetime:
+        return parse_iso_stamp(value)
+
+    def flag_to_local(self, deleted: bool) -> int:
+        return int(deleted)
+
+    def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "customer_id": row["customer_id"],
+            "vat_number": row["vat_id"],
+            "payment_terms": payment_terms(row["terms_days"]),
+            "updated_at": parse_iso_stamp(row["modified"]),
+        }
+
+    def soft_delete_domain_sql(self) -> str:
+        return "removed = 1, modified = ?"
+
+    def fake_domain(self, rng: Random) -> dict[str, Any]:
+        vat = None if rng.random() < 0.2 else f"{rng.choice(['DE', 'FR', 'NL', 'IE'])}{rng.randrange(10**8, 10**9)}"
+        return {"vat_id": vat, "terms_days": rng.choice([0, 15, 30, 30, 30, 60, 90]), "removed": 0}

@@ -1,0 +1,32 @@
+"""Moving events between a spoke's database and the bus: the outbox relay and the broadcast subscriber."""
+
+from __future__ import annotations
+
+from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, EventBus
+from hubspoke.events import decode_broadcast
+from spokes.base import Spoke
+
+
+def relay_outbox(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
+    """Publish the spoke's unpublished outbox events in commit order; returns how many.
+
+    An event is marked published only after the bus confirmed it, so a crash in between
+    publishes it again; the hub drops the copy by event id.
+    """
+    relayed = 0
+    while messages := spoke.outbox(batch_size):
+        bus.publish(IDENTITY_TOPIC, [m.body for m in messages])
+        spoke.mark_published(messages)
+        relayed += len(messages)
+    return relayed
+
+
+def apply_broadcasts(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
+    """Apply every pending hub broadcast to the spoke's copy; returns how many changed it."""
+    applied = 0
+    while deliveries := bus.fetch(BROADCAST_TOPIC, spoke.name, batch_size):
+        states = [state for entity, state in map(decode_broadcast, (d.body for d in deliveries))
+                  if entity == spoke.entity]
+        applied += spoke.apply_broadcast(states)
+        bus.ack(BROADCAST_TOPIC, spoke.name, deliveries)
+    return applied

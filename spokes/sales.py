@@ -1,0 +1,82 @@
+"""The sales spoke: a modern CRM that keeps accounts beside its customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from random import Random
+from typing import Any
+
+from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
+
+_REPS = ["Ada Byron", "Grace Hopper", "Alan Kay", "Barbara Liskov", "Ken Iverson", None]
+
+SCHEMA = LocalSchema(
+    ddl="""
+    CREATE TABLE IF NOT EXISTS customer (
+        customer_id TEXT PRIMARY KEY,
+        full_name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        is_deleted INTEGER NOT NULL DEFAULT 0,
+        hub_version INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS account (
+        customer_id TEXT PRIMARY KEY,
+        account_value TEXT NOT NULL,   -- decimal as text, exact
+        owner_rep TEXT,
+        credit_limit TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+    );
+    CREATE INDEX IF NOT EXISTS account_updated_at ON account (updated_at);
+    """,
+    identity_table="customer",
+    identity_key="customer_id",
+    hub_version="hub_version",
+    identity_columns={
+        "id": "customer_id", "name": "full_name", "email": "email", "created_at": "created_at",
+        "created_by": "created_by", "updated_at": "updated_at", "deleted": "is_deleted",
+    },
+    domain_table="account",
+    domain_key="customer_id",
+    domain_updated="updated_at",
+    domain_deleted="deleted_at IS NOT NULL",
+)
+
+
+class SalesSpoke(Spoke):
+    """Sales CRM: ISO-8601 UTC text stamps, exact decimals as text, soft deletes by timestamp."""
+
+    name = "sales"
+    schema = SCHEMA
+
+    def stamp_to_local(self, value: datetime) -> str:
+        return iso_stamp(value)
+
+    def stamp_from_local(self, value: str) -> datetime:
+        return parse_iso_stamp(value)
+
+    def flag_to_local(self, deleted: bool) -> int:
+        return int(deleted)
+
+    def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "customer_id": row["customer_id"],
+            "account_value": Decimal(row["account_value"]),
+            "sales_rep": row["owner_rep"],
+            "credit_limit": Decimal(row["credit_limit"]),
+            "updated_at": parse_iso_stamp(row["updated_at"]),
+        }
+
+    def soft_delete_domain_sql(self) -> str:
+        return "deleted_at = ?"
+
+    def fake_domain(self, rng: Random) -> dict[str, Any]:
+        return {
+            "account_value": f"{rng.uniform(0, 250_000):.2f}",
+            "owner_rep": rng.choice(_REPS),
+            "credit_limit": f"{rng.choice([0, 5_000, 10_000, 50_000, 100_000])}.00",
+        }
