@@ -32,7 +32,9 @@ class Settings:
                 " (for example UTC or Europe/Berlin)"
             ) from None
         if not 1 <= self.batch_size <= 1_000_000:
-            raise ConfigError(f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000")
+            raise ConfigError(
+                f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
+            )
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> Settings:

@@ -94,9 +94,13 @@ def parse_event(body: bytes, catalog: Catalog | None = None) -> IdentityEvent:
     elif data not in (None, {}):
         raise InvalidEvent("a deleted event carries no data")
     return IdentityEvent(
-        event_id=values["event_id"], event_type=values["event_type"], entity=values["entity"],
-        entity_id=values["entity_id"], source=values["source"],
-        occurred_at=values["occurred_at"].astimezone(UTC), data=data or None,
+        event_id=values["event_id"],
+        event_type=values["event_type"],
+        entity=values["entity"],
+        entity_id=values["entity_id"],
+        source=values["source"],
+        occurred_at=values["occurred_at"].astimezone(UTC),
+        data=data or None,
     )
 
 

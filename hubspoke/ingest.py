@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import polars as pl
 
 from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, Delivery, EventBus
 from hubspoke.events import IdentityEvent, InvalidEvent, encode_broadcast, parse_event
@@ -113,9 +112,11 @@ class Hub:
             table = self.lake.table(contract)
             projected = table.progress(PROJECTION_APP) or 0
             if projected < logged:
-                rows = self.log.read(where=(pc.field("batch") > projected)
-                                     & (pc.field("entity") == contract.entity)
-                                     & (pc.field("disposition") == APPLIED))
+                rows = self.log.read(
+                    where=(pl.col("batch") > projected)
+                    & (pl.col("entity") == contract.entity)
+                    & (pl.col("disposition") == APPLIED)
+                )
                 events = [_event_from_log(r) for r in rows.to_pylist()]
                 self._project(contract, events, logged)
         self.seen()
@@ -125,9 +126,10 @@ class Hub:
             self.parked.delete_where(_in("event_id", done), step="release parked")
         broadcast = self._checkpoint().get("broadcast_batch", 0)
         if broadcast < logged:
-            rows = self.log.read(columns=["entity", "entity_id"],
-                                 where=(pc.field("batch") > broadcast)
-                                 & (pc.field("disposition") == APPLIED))
+            rows = self.log.read(
+                columns=["entity", "entity_id"],
+                where=(pl.col("batch") > broadcast) & (pl.col("disposition") == APPLIED),
+            )
             by_entity: dict[str, set[str]] = defaultdict(set)
             for r in rows.to_pylist():
                 by_entity[r["entity"]].add(r["entity_id"])
@@ -189,9 +191,15 @@ class Hub:
                 for e, disposition in outcome:
                     if disposition == PARKED:
                         if e.event_id not in waiting_ids:
-                            new_parked.append({"event_id": e.event_id, "entity": e.entity,
-                                               "entity_id": e.entity_id, "parked_at": now,
-                                               "body": bodies[e.event_id].decode()})
+                            new_parked.append(
+                                {
+                                    "event_id": e.event_id,
+                                    "entity": e.entity,
+                                    "entity_id": e.entity_id,
+                                    "parked_at": now,
+                                    "body": bodies[e.event_id].decode(),
+                                }
+                            )
                         continue
                     if e.event_id in waiting_ids:
                         released.append(e.event_id)
@@ -204,8 +212,12 @@ class Hub:
             self.dead_letters.append(self.dead_letters.contract.to_arrow(dead), step="dead-letter")
         if new_parked:
             self.parked.append(self.parked.contract.to_arrow(new_parked), step="park")
-        self.log.append(self.log.contract.to_arrow(log_rows), progress=Progress(INGEST_APP, batch),
-                        step="ingest", batch=batch)
+        self.log.append(
+            self.log.contract.to_arrow(log_rows),
+            progress=Progress(INGEST_APP, batch),
+            step="ingest",
+            batch=batch,
+        )
         for entity, states in changed.items():
             self._merge(self.lake.catalog.identity(entity), states, batch)
         if released:
@@ -230,13 +242,13 @@ class Hub:
 
     def _states(self, contract: Contract, ids: set[str]) -> dict[str, State]:
         key = contract.key_fields[0]
-        rows = self.lake.table(contract).read(where=pc.field(key).isin(list(ids)))
+        rows = self.lake.table(contract).read(where=pl.col(key).is_in(list(ids)))
         return {r[key]: r for r in rows.to_pylist()}
 
     def _parked_events(self, entity: str, ids: set[str]) -> list[IdentityEvent]:
         rows = self.parked.read(
             columns=["body"],
-            where=(pc.field("entity") == entity) & pc.field("entity_id").isin(list(ids)),
+            where=(pl.col("entity") == entity) & pl.col("entity_id").is_in(list(ids)),
         )
         return [parse_event(b.encode(), self.lake.catalog) for b in rows["body"].to_pylist()]
 
@@ -255,8 +267,13 @@ class Hub:
 
     def _merge(self, contract: Contract, states: list[State], batch: int) -> None:
         table: LakeTable = self.lake.table(contract)
-        table.upsert(contract.to_arrow(states), newer_than="version",
-                     progress=Progress(PROJECTION_APP, batch), step="project", batch=batch)
+        table.upsert(
+            contract.to_arrow(states),
+            newer_than="version",
+            progress=Progress(PROJECTION_APP, batch),
+            step="project",
+            batch=batch,
+        )
 
     def _broadcast(self, contract: Contract, states: Any) -> int:
         bodies = [encode_broadcast(contract.entity, s) for s in states]
@@ -279,24 +296,41 @@ def _in(column: str, values: Sequence[str]) -> str:
     return f"{column} IN ({quoted})"
 
 
-def _log_row(e: IdentityEvent, disposition: str, version: int | None, batch: int,
-             now: datetime) -> dict[str, Any]:
+def _log_row(
+    e: IdentityEvent, disposition: str, version: int | None, batch: int, now: datetime
+) -> dict[str, Any]:
     return {
-        "event_id": e.event_id, "entity": e.entity, "entity_id": e.entity_id,
-        "event_type": e.event_type, "source": e.source, "occurred_at": e.occurred_at,
-        "received_at": now, "data": json.dumps(e.data, sort_keys=True),
-        "disposition": disposition, "hub_version": version, "batch": batch,
+        "event_id": e.event_id,
+        "entity": e.entity,
+        "entity_id": e.entity_id,
+        "event_type": e.event_type,
+        "source": e.source,
+        "occurred_at": e.occurred_at,
+        "received_at": now,
+        "data": json.dumps(e.data, sort_keys=True),
+        "disposition": disposition,
+        "hub_version": version,
+        "batch": batch,
     }
 
 
 def _event_from_log(row: dict[str, Any]) -> IdentityEvent:
     return IdentityEvent(
-        event_id=row["event_id"], event_type=row["event_type"], entity=row["entity"],
-        entity_id=row["entity_id"], source=row["source"], occurred_at=row["occurred_at"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        entity=row["entity"],
+        entity_id=row["entity_id"],
+        source=row["source"],
+        occurred_at=row["occurred_at"],
         data=json.loads(row["data"]),
     )
 
 
 def _dead_letter(d: Delivery, reason: str, now: datetime) -> dict[str, Any]:
-    return {"dead_letter_id": str(uuid.uuid4()), "topic": IDENTITY_TOPIC, "received_at": now,
-            "reason": reason, "body": d.body.decode("utf-8", errors="replace")}
+    return {
+        "dead_letter_id": str(uuid.uuid4()),
+        "topic": IDENTITY_TOPIC,
+        "received_at": now,
+        "reason": reason,
+        "body": d.body.decode("utf-8", errors="replace"),
+    }

@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
@@ -66,7 +66,10 @@ class LakeTable:
             description=self.contract.description,
             configuration={"delta.enableChangeDataFeed": "true"},
             commit_properties=CommitProperties(
-                custom_metadata={"contract": self.contract.name, "contract_version": self.contract.version}
+                custom_metadata={
+                    "contract": self.contract.name,
+                    "contract_version": self.contract.version,
+                }
             ),
         )
 
@@ -85,24 +88,37 @@ class LakeTable:
         """The position `app_id` last committed into this table, if any."""
         return self.delta().transaction_version(app_id)
 
+    def scan(self, version: int | datetime | None = None) -> pl.LazyFrame:
+        """A lazy polars scan of the table (filters and projections are pushed down)."""
+        return pl.scan_delta(str(self.path), version=version)
+
     def read(
         self,
         columns: list[str] | None = None,
-        where: pc.Expression | None = None,
+        where: pl.Expr | None = None,
         version: int | datetime | None = None,
     ) -> pa.Table:
-        """Rows as an Arrow table in the contract's schema, filtered with pushdown."""
-        return self.dataset(version).to_table(columns=columns, filter=where)
+        """Rows as an Arrow table in the contract's physical types, filtered with pushdown."""
+        # Filters go through polars: merges write string_view columns, on which pyarrow's
+        # statistics pruning fails ("no kernel matching (string, string_view)").
+        frame = self.scan(version)
+        if where is not None:
+            frame = frame.filter(where)
+        if columns is not None:
+            frame = frame.select(columns)
+        table = frame.collect().to_arrow()
+        schema = self.contract.arrow_schema()
+        return table.cast(pa.schema([schema.field(c) for c in table.column_names]))
 
     def dataset(self, version: int | datetime | None = None) -> ds.Dataset:
-        """A pyarrow dataset over the table's current files."""
+        """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
         # An explicit filesystem avoids the abort at interpreter exit of delta-rs#2184.
         fs = pafs.SubTreeFileSystem(str(self.path.resolve()), pafs.LocalFileSystem())
         return self.delta(version).to_pyarrow_dataset(filesystem=fs)
 
     def count(self) -> int:
         """Number of rows."""
-        return self.dataset().count_rows()
+        return self.scan().select(pl.len()).collect().item()
 
     def append(self, rows: pa.Table, progress: Progress | None = None, **metadata: Any) -> int:
         """Append rows (cast to the contract's schema); returns the new version."""
@@ -140,15 +156,21 @@ class LakeTable:
                 raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
             # Only keys the table holds: delta-rs validates NOT NULL on the placeholder rows of
             # unmatched deletes too, and rejects the whole merge.
-            deletes = self.read(columns=[keys[0]], where=pc.field(keys[0]).isin(deletes))[
-                keys[0]].to_pylist()
+            deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
+                keys[0]
+            ].to_pylist()
         if rows.num_rows == 0 and not deletes:
             if progress is not None:  # nothing to merge, but the writer's position moves on
                 self.append(rows, progress, **metadata)
-            return {"num_target_rows_inserted": 0, "num_target_rows_updated": 0,
-                    "num_target_rows_deleted": 0}
+            return {
+                "num_target_rows_inserted": 0,
+                "num_target_rows_updated": 0,
+                "num_target_rows_deleted": 0,
+            }
         if deletes:
-            flags = pa.table({"__delete": pa.array([False] * rows.num_rows + [True] * len(deletes))})
+            flags = pa.table(
+                {"__delete": pa.array([False] * rows.num_rows + [True] * len(deletes))}
+            )
             blanks = pa.Table.from_pylist(
                 [dict.fromkeys(rows.column_names) | {keys[0]: k} for k in deletes],
                 schema=_nullable(rows.schema),
@@ -158,14 +180,22 @@ class LakeTable:
         else:
             source = rows.append_column("__delete", pa.array([False] * rows.num_rows))
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        update_when = "s.__delete = false" + (f" AND s.{newer_than} > t.{newer_than}" if newer_than else "")
+        update_when = "s.__delete = false" + (
+            f" AND s.{newer_than} > t.{newer_than}" if newer_than else ""
+        )
         cols = {c: f"s.{c}" for c in self.contract.field_names}
         props = _commit_properties(progress, metadata)
 
         def merge(dt: DeltaTable) -> dict[str, int]:
             return (
-                dt.merge(source, predicate=on, source_alias="s", target_alias="t",
-                         writer_properties=_WRITER, commit_properties=props)
+                dt.merge(
+                    source,
+                    predicate=on,
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=_WRITER,
+                    commit_properties=props,
+                )
                 .when_matched_delete(predicate="s.__delete = true")
                 .when_matched_update(updates=cols, predicate=update_when)
                 .when_not_matched_insert(updates=cols, predicate="s.__delete = false")
@@ -177,8 +207,11 @@ class LakeTable:
     def delete_where(self, predicate: str, **metadata: Any) -> int:
         """Delete rows matching a SQL predicate; returns how many went."""
         metrics = self._with_retries(
-            lambda dt: dt.delete(predicate, writer_properties=_WRITER,
-                                 commit_properties=CommitProperties(custom_metadata=metadata))
+            lambda dt: dt.delete(
+                predicate,
+                writer_properties=_WRITER,
+                commit_properties=CommitProperties(custom_metadata=metadata),
+            )
         )
         return int(metrics.get("num_deleted_rows", 0))
 

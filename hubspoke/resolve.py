@@ -29,7 +29,9 @@ APPLIED, STALE, PARKED, DUPLICATE = "applied", "stale", "parked", "duplicate"
 State = dict[str, Any]
 
 
-def apply_event(state: State | None, event: IdentityEvent, key: str = "id") -> tuple[State | None, str]:
+def apply_event(
+    state: State | None, event: IdentityEvent, key: str = "id"
+) -> tuple[State | None, str]:
     """The state after `event`, and the event's disposition (applied, stale or parked)."""
     if state is None:
         if event.event_type != "created":
@@ -55,7 +57,8 @@ def apply_event(state: State | None, event: IdentityEvent, key: str = "id") -> t
     else:
         changed = False
         if event.event_type == "created" and (event.occurred_at, event.source) < (
-            state["created_at"], state["created_by"]
+            state["created_at"],
+            state["created_by"],
         ):
             new["created_at"], new["created_by"] = event.occurred_at, event.source
             changed = True

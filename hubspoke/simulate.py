@@ -11,10 +11,45 @@ from random import Random
 from hubspoke.stack import Stack
 from spokes import Spoke
 
-_FIRST = ["Ada", "Alan", "Barbara", "Claude", "Dana", "Edsger", "Frances", "Grace", "Hedy",
-          "Ivan", "Joan", "Ken", "Lin", "Margaret", "Niklaus", "Olga", "Radia", "Sophie", "Tim"]
-_LAST = ["Lovelace", "Turing", "Liskov", "Shannon", "Scott", "Dijkstra", "Allen", "Hopper",
-         "Lamarr", "Sutherland", "Clarke", "Thompson", "Chen", "Hamilton", "Wirth", "Perlman"]
+_FIRST = [
+    "Ada",
+    "Alan",
+    "Barbara",
+    "Claude",
+    "Dana",
+    "Edsger",
+    "Frances",
+    "Grace",
+    "Hedy",
+    "Ivan",
+    "Joan",
+    "Ken",
+    "Lin",
+    "Margaret",
+    "Niklaus",
+    "Olga",
+    "Radia",
+    "Sophie",
+    "Tim",
+]
+_LAST = [
+    "Lovelace",
+    "Turing",
+    "Liskov",
+    "Shannon",
+    "Scott",
+    "Dijkstra",
+    "Allen",
+    "Hopper",
+    "Lamarr",
+    "Sutherland",
+    "Clarke",
+    "Thompson",
+    "Chen",
+    "Hamilton",
+    "Wirth",
+    "Perlman",
+]
 _ORIGIN_WEIGHTS = {"sales": 5, "support": 3, "billing": 2}
 """Where customers are first created: most in sales, some at support or billing."""
 
@@ -48,8 +83,9 @@ class Simulator:
 
     def create(self) -> str:
         """A new customer in a spoke chosen by the origin weights, with that spoke's domain row."""
-        spoke = self.stack.spokes[self.rng.choices(
-            list(_ORIGIN_WEIGHTS), weights=list(_ORIGIN_WEIGHTS.values()))[0]]
+        spoke = self.stack.spokes[
+            self.rng.choices(list(_ORIGIN_WEIGHTS), weights=list(_ORIGIN_WEIGHTS.values()))[0]
+        ]
         name, email = fake_person(self.rng)
         self.traffic.count("create", spoke)
         return spoke.create_customer(name, email, spoke.fake_domain(self.rng))
@@ -80,8 +116,12 @@ class Simulator:
             spoke.save_domain(customer_id, spoke.fake_domain(self.rng))
             self.traffic.count("domain", spoke)
 
-    def run(self, operations: int, rate: float | None = None,
-            on_step: Callable[[int], None] | None = None) -> Traffic:
+    def run(
+        self,
+        operations: int,
+        rate: float | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> Traffic:
         """A realistic mix: 30% creates, 35% identity updates, 5% deletes, 30% domain changes."""
         actions = [self.create, self.update, self.delete, self.domain_change]
         weights = [30, 35, 5, 30]
@@ -108,7 +148,9 @@ class Simulator:
         shares = {"sales": 0.6, "support": 0.5, "billing": 0.7}
         for spoke in self.spokes:
             for customer_id in ids:
-                if self.rng.random() < shares.get(spoke.name, 0.5) and not spoke.has_domain_row(customer_id):
+                if self.rng.random() < shares.get(spoke.name, 0.5) and not spoke.has_domain_row(
+                    customer_id
+                ):
                     spoke.save_domain(customer_id, spoke.fake_domain(self.rng))
                     self.traffic.count("domain", spoke)
             step(f"domain data at {spoke.name}", len(ids))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
+import polars as pl
 
 from hubspoke.bus import IDENTITY_TOPIC, EventBus, SqliteBus
 from hubspoke.config import Settings
@@ -33,7 +32,8 @@ class Stack:
         self.lake = Lake(self.home / "lake", self.catalog)
         self.bus: EventBus = SqliteBus(self.home / "bus" / "events.sqlite")
         self.spokes: dict[str, Spoke] = {
-            name: kind(self.home / "spokes" / f"{name}.sqlite") for name, kind in SPOKE_KINDS.items()
+            name: kind(self.home / "spokes" / f"{name}.sqlite")
+            for name, kind in SPOKE_KINDS.items()
         }
         self.hub = Hub(self.lake, self.bus, self.home / "hub")
 
@@ -86,7 +86,9 @@ class Stack:
 
     def sync(self, domains: list[str] | None = None) -> list[SyncReport]:
         """Run the nightly delta sync of the given domains (all when None)."""
-        contracts = [self.catalog.extension(d) for d in domains] if domains else self.catalog.extensions()
+        contracts = (
+            [self.catalog.extension(d) for d in domains] if domains else self.catalog.extensions()
+        )
         return [sync_domain(self.lake, self.spokes[c.owner], c) for c in contracts]
 
     def status(self) -> dict[str, Any]:
@@ -111,7 +113,8 @@ class Stack:
         for t in self.lake.tables():
             tables[t.name] = {"version": t.version(), "rows": t.count()}
         identity = self.lake.table("customer_identity").read(
-            columns=["id"], where=pc.field("deleted") == False  # noqa: E712
+            columns=["id"],
+            where=pl.col("deleted") == False,  # noqa: E712
         )
         return {
             "home": str(self.home.resolve()),

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow.compute as pc
+import polars as pl
 
 from hubspoke.lake import Lake, Progress
 from hubspoke.timestamps import from_micros, to_micros
 from lake_schema import Contract
 from spokes import Spoke
+
 
 @dataclass
 class SyncReport:
@@ -61,8 +62,9 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
 
     changes = spoke.extract_changes(report.watermark_before)
     report.extracted = len(changes.upserts) + len(changes.deleted_keys)
-    held = quarantine.read(columns=["customer_id"],
-                           where=pc.field("domain") == contract.table_name)["customer_id"]
+    held = quarantine.read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)[
+        "customer_id"
+    ]
     changed_keys = {r[key] for r in changes.upserts} | set(changes.deleted_keys)
     retry = sorted(set(held.to_pylist()) - changed_keys)
     candidates = changes.upserts + spoke.fetch_domain_rows(retry)
@@ -80,19 +82,27 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
             report.quarantine_reasons["no live identity"] += 1
         if problems:
             reason = "; ".join(problems)
-            bad.append({"domain": contract.table_name, "customer_id": str(row[key]),
-                        "reason": reason, "row": json.dumps(row, default=str, sort_keys=True),
-                        "source_updated_at": row.get("updated_at") if isinstance(
-                            row.get("updated_at"), datetime) else None,
-                        "quarantined_at": now})
+            bad.append(
+                {
+                    "domain": contract.table_name,
+                    "customer_id": str(row[key]),
+                    "reason": reason,
+                    "row": json.dumps(row, default=str, sort_keys=True),
+                    "source_updated_at": row.get("updated_at")
+                    if isinstance(row.get("updated_at"), datetime)
+                    else None,
+                    "quarantined_at": now,
+                }
+            )
         else:
             good.append(row)
     report.quarantined = len(bad)
 
     # Quarantine first: if the data commit below never happens, the rerun re-extracts these rows.
     if bad:
-        quarantine.upsert(quarantine.contract.to_arrow(bad), step="quarantine",
-                          domain=contract.table_name)
+        quarantine.upsert(
+            quarantine.contract.to_arrow(bad), step="quarantine", domain=contract.table_name
+        )
 
     high = changes.high_watermark
     new_mark = max(filter(None, [report.watermark_before, high]), default=None)
@@ -112,13 +122,18 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
         report.committed = True
     report.watermark_after = new_mark
 
-    loaded = {r[key] for r in good} | set(changes.deleted_keys) | (
-        set(retry) - {r[key] for r in candidates})
+    loaded = (
+        {r[key] for r in good}
+        | set(changes.deleted_keys)
+        | (set(retry) - {r[key] for r in candidates})
+    )
     release = sorted(set(held.to_pylist()) & loaded)
     if release:
         keys = ", ".join("'" + k.replace("'", "''") + "'" for k in release)
-        quarantine.delete_where(f"domain = '{contract.table_name}' AND customer_id IN ({keys})",
-                                step="release quarantine")
+        quarantine.delete_where(
+            f"domain = '{contract.table_name}' AND customer_id IN ({keys})",
+            step="release quarantine",
+        )
     report.released = len(release)
     report.version = table.version()
     return report
@@ -147,9 +162,11 @@ class Reconciliation:
 def reconcile(lake: Lake, spoke: Spoke, contract: Contract) -> Reconciliation:
     """Compare counts and an order-independent hash of (key, source updated_at), spoke vs lake."""
     key = contract.key_fields[0]
-    quarantined = set(lake.table("sync_quarantine").read(
-        columns=["customer_id"], where=pc.field("domain") == contract.table_name
-    )["customer_id"].to_pylist())
+    quarantined = set(
+        lake.table("sync_quarantine")
+        .read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)["customer_id"]
+        .to_pylist()
+    )
     at_spoke = {k: v for k, v in spoke.domain_versions().items() if k not in quarantined}
     rows = lake.table(contract).read(columns=[key, "updated_at"]).to_pylist()
     in_lake = {r[key]: r["updated_at"] for r in rows}
@@ -180,6 +197,7 @@ def _live_identities(lake: Lake, entity: str | None, ids: set[str]) -> set[str]:
     identity = lake.catalog.identity(entity or "customer")
     key = identity.key_fields[0]
     rows = lake.table(identity).read(
-        columns=[key], where=pc.field(key).isin(list(ids)) & (pc.field("deleted") == False)  # noqa: E712
+        columns=[key],
+        where=pl.col(key).is_in(list(ids)) & (pl.col("deleted") == False),  # noqa: E712
     )
     return set(rows[key].to_pylist())

@@ -29,7 +29,9 @@ class Catalog:
         for c in self.contracts.values():
             if name in (c.name, c.table_name):
                 return c
-        raise ContractError(f"no contract named {name!r}; known: {', '.join(sorted(self.contracts))}")
+        raise ContractError(
+            f"no contract named {name!r}; known: {', '.join(sorted(self.contracts))}"
+        )
 
     def identity(self, entity: str) -> Contract:
         """The identity contract of `entity`."""
@@ -42,7 +44,8 @@ class Catalog:
     def extensions(self, entity: str | None = None) -> list[Contract]:
         """Domain extension contracts, of one entity or of all."""
         return [
-            c for c in self.contracts.values()
+            c
+            for c in self.contracts.values()
             if c.kind == "extension" and entity in (None, c.entity)
         ]
 

@@ -79,8 +79,13 @@ class Field(BaseModel):
         if value is None:
             return None if self.nullable else f"{self.name} is required but missing"
         expected = {
-            "string": str, "int64": int, "float64": (int, float), "boolean": bool,
-            "timestamp": datetime, "date": date, "object": dict,
+            "string": str,
+            "int64": int,
+            "float64": (int, float),
+            "boolean": bool,
+            "timestamp": datetime,
+            "date": date,
+            "object": dict,
         }.get(self.type, Decimal)
         if isinstance(value, bool) and expected in (int, (int, float), Decimal):
             return f"{self.name} must be {self.type}, got boolean {value!r}"

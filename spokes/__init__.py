@@ -13,6 +13,12 @@ SPOKE_KINDS: dict[str, type[Spoke]] = {
 """The demo spokes by name; each owns the domain contract whose `owner` is that name."""
 
 __all__ = [
-    "SPOKE_KINDS", "BillingSpoke", "DomainChanges", "LocalSchema", "OutboxMessage",
-    "SalesSpoke", "Spoke", "SupportSpoke",
+    "SPOKE_KINDS",
+    "BillingSpoke",
+    "DomainChanges",
+    "LocalSchema",
+    "OutboxMessage",
+    "SalesSpoke",
+    "Spoke",
+    "SupportSpoke",
 ]

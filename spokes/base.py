@@ -134,8 +134,15 @@ class Spoke(ABC):
         """Create a customer locally (and its domain row, when given); returns its new id."""
         customer_id = str(uuid.uuid4())
         at = self.now()
-        state = {"id": customer_id, "name": name, "email": email, "created_at": at,
-                 "created_by": self.name, "updated_at": at, "deleted": False}
+        state = {
+            "id": customer_id,
+            "name": name,
+            "email": email,
+            "created_at": at,
+            "created_by": self.name,
+            "updated_at": at,
+            "deleted": False,
+        }
         with self.transaction() as con:
             self._insert_identity(con, state, hub_version=0)
             if domain is not None:
@@ -143,8 +150,9 @@ class Spoke(ABC):
             self._emit(con, "created", customer_id, at, {"name": name, "email": email})
         return customer_id
 
-    def update_customer(self, customer_id: str, *, name: str | None = None,
-                        email: str | None = None) -> None:
+    def update_customer(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None
+    ) -> None:
         """Change a customer's name and/or e-mail locally and announce it."""
         s = self.schema
         cols = s.identity_columns
@@ -247,7 +255,9 @@ class Spoke(ABC):
                 self.domain_to_contract(dict(r))
                 for r in self._con.execute(
                     f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IN ({marks})"
-                    f" AND NOT ({s.domain_deleted})", chunk)
+                    f" AND NOT ({s.domain_deleted})",
+                    chunk,
+                )
             ]
         return out
 
@@ -258,13 +268,16 @@ class Spoke(ABC):
             r[0]: self.stamp_from_local(r[1])
             for r in self._con.execute(
                 f"SELECT {s.domain_key}, {s.domain_updated} FROM {s.domain_table}"
-                f" WHERE NOT ({s.domain_deleted})")
+                f" WHERE NOT ({s.domain_deleted})"
+            )
         }
 
     def identities(self) -> list[dict[str, Any]]:
         """Every identity the spoke holds, in contract shape (for reconciliation and tests)."""
-        return [self._identity_from_row(r) for r in
-                self._con.execute(f"SELECT * FROM {self.schema.identity_table}")]
+        return [
+            self._identity_from_row(r)
+            for r in self._con.execute(f"SELECT * FROM {self.schema.identity_table}")
+        ]
 
     def pick_live_customer(self, rng: Random) -> str | None:
         """A uniformly chosen customer the spoke holds and that is not deleted, if any."""
@@ -283,10 +296,13 @@ class Spoke(ABC):
     def has_domain_row(self, customer_id: str) -> bool:
         """Whether the spoke keeps live domain data about the customer."""
         s = self.schema
-        return self._con.execute(
-            f"SELECT 1 FROM {s.domain_table} WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
-            (customer_id,),
-        ).fetchone() is not None
+        return (
+            self._con.execute(
+                f"SELECT 1 FROM {s.domain_table} WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
+                (customer_id,),
+            ).fetchone()
+            is not None
+        )
 
     # --- local SQL -----------------------------------------------------------------------------
 
@@ -306,12 +322,19 @@ class Spoke(ABC):
         return out
 
     def _local_identity(self, state: dict[str, Any]) -> dict[str, Any]:
-        encode = {"created_at": self.stamp_to_local, "updated_at": self.stamp_to_local,
-                  "deleted": self.flag_to_local}
-        return {col: encode.get(field, lambda v: v)(state[field])
-                for field, col in self.schema.identity_columns.items()}
+        encode = {
+            "created_at": self.stamp_to_local,
+            "updated_at": self.stamp_to_local,
+            "deleted": self.flag_to_local,
+        }
+        return {
+            col: encode.get(field, lambda v: v)(state[field])
+            for field, col in self.schema.identity_columns.items()
+        }
 
-    def _insert_identity(self, con: sqlite3.Connection, state: dict[str, Any], hub_version: int) -> None:
+    def _insert_identity(
+        self, con: sqlite3.Connection, state: dict[str, Any], hub_version: int
+    ) -> None:
         local = self._local_identity(state) | {self.schema.hub_version: hub_version}
         con.execute(
             f"INSERT INTO {self.schema.identity_table} ({', '.join(local)})"
@@ -344,8 +367,9 @@ class Spoke(ABC):
             (stamp, customer_id),
         )
 
-    def _upsert_domain(self, con: sqlite3.Connection, customer_id: str,
-                       values: dict[str, Any], at: datetime) -> None:
+    def _upsert_domain(
+        self, con: sqlite3.Connection, customer_id: str, values: dict[str, Any], at: datetime
+    ) -> None:
         s = self.schema
         row = {s.domain_key: customer_id, **values, s.domain_updated: self.stamp_to_local(at)}
         updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != s.domain_key)
@@ -355,11 +379,22 @@ class Spoke(ABC):
             tuple(row.values()),
         )
 
-    def _emit(self, con: sqlite3.Connection, event_type: str, customer_id: str,
-              at: datetime, data: dict[str, Any] | None) -> None:
+    def _emit(
+        self,
+        con: sqlite3.Connection,
+        event_type: str,
+        customer_id: str,
+        at: datetime,
+        data: dict[str, Any] | None,
+    ) -> None:
         event = IdentityEvent(
-            event_id=str(uuid.uuid4()), event_type=event_type, entity=self.entity,
-            entity_id=customer_id, source=self.name, occurred_at=at, data=data,
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            entity=self.entity,
+            entity_id=customer_id,
+            source=self.name,
+            occurred_at=at,
+            data=data,
         )
         con.execute(
             "INSERT INTO hubspoke_outbox (event_id, body, created_at) VALUES (?, ?, ?)",

@@ -33,8 +33,13 @@ SCHEMA = LocalSchema(
     identity_key="id",
     hub_version="hub_version",
     identity_columns={
-        "id": "id", "name": "display_name", "email": "email_address", "created_at": "created",
-        "created_by": "origin", "updated_at": "modified", "deleted": "removed",
+        "id": "id",
+        "name": "display_name",
+        "email": "email_address",
+        "created_at": "created",
+        "created_by": "origin",
+        "updated_at": "modified",
+        "deleted": "removed",
     },
     domain_table="billing_accounts",
     domain_key="customer_id",
@@ -75,5 +80,9 @@ class BillingSpoke(Spoke):
         return "removed = 1, modified = ?"
 
     def fake_domain(self, rng: Random) -> dict[str, Any]:
-        vat = None if rng.random() < 0.2 else f"{rng.choice(['DE', 'FR', 'NL', 'IE'])}{rng.randrange(10**8, 10**9)}"
+        vat = (
+            None
+            if rng.random() < 0.2
+            else f"{rng.choice(['DE', 'FR', 'NL', 'IE'])}{rng.randrange(10**8, 10**9)}"
+        )
         return {"vat_id": vat, "terms_days": rng.choice([0, 15, 30, 30, 30, 60, 90]), "removed": 0}

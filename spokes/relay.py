@@ -25,8 +25,11 @@ def apply_broadcasts(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int
     """Apply every pending hub broadcast to the spoke's copy; returns how many changed it."""
     applied = 0
     while deliveries := bus.fetch(BROADCAST_TOPIC, spoke.name, batch_size):
-        states = [state for entity, state in map(decode_broadcast, (d.body for d in deliveries))
-                  if entity == spoke.entity]
+        states = [
+            state
+            for entity, state in map(decode_broadcast, (d.body for d in deliveries))
+            if entity == spoke.entity
+        ]
         applied += spoke.apply_broadcast(states)
         bus.ack(BROADCAST_TOPIC, spoke.name, deliveries)
     return applied

@@ -44,5 +44,6 @@ class EventBus(ABC):
     def oldest_pending_at(self, topic: str, subscriber: str) -> float | None:
         """Publish time (epoch seconds) of the oldest unacknowledged message, if any."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""

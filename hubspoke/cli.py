@@ -1,0 +1,301 @@
+"""The `hubspoke` command line: demo, simulate, consume, sync, serve, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hubspoke.config import ConfigError, Settings
+from hubspoke.simulate import Simulator
+from hubspoke.stack import HomeNotFound, Stack
+from hubspoke.sync import SyncReport
+from lake_schema import ContractError
+
+app = typer.Typer(
+    help="Hubspoke: identity events in real time, nightly domain syncs into Delta Lake, GraphQL on top.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Folder of the embedded stack [env: HUBSPOKE_HOME, default ./.hubspoke]"
+    ),
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(command: F) -> F:
+    """Turn errors caused by the user's input into one line on stderr and exit code 2."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (HomeNotFound, ConfigError, ContractError) as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return run  # type: ignore[return-value]
+
+
+@contextmanager
+def _stack(home: Path | None, create: bool = False) -> Iterator[Stack]:
+    settings = Settings.from_env(home)
+    stack = Stack.create(settings) if create else Stack.open(settings)
+    with stack:
+        yield stack
+
+
+@app.command()
+@_user_errors
+def init(home: Home = None) -> None:
+    """Create an empty embedded stack (lake tables, bus, spoke databases)."""
+    with _stack(home, create=True) as stack:
+        console.print(f"Hubspoke home ready at [bold]{stack.home.resolve()}[/]")
+
+
+@app.command()
+@_user_errors
+def demo(
+    home: Home = None,
+    customers: Annotated[int, typer.Option(min=1, max=1_000_000, help="Customers to seed.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated traffic.")] = 42,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve/--no-serve", help="Serve GraphQL and Dagster after the summary."),
+    ] = True,
+    graphql_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    dagster_port: Annotated[int, typer.Option(min=1, max=65535)] = 3000,
+) -> None:
+    """Seed the demo spokes, stream identity events into the lake, sync every domain, then serve."""
+    started = time.monotonic()
+    with _stack(home, create=True) as stack:
+        existing = stack.lake.table("customer_identity").count()
+        if existing:
+            console.print(
+                f"[dim]{existing} customers already in the lake: continuing, not reseeding.[/]"
+            )
+            stack.propagate()
+        else:
+            with _progress() as progress:
+                task = progress.add_task("seeding spokes", total=customers)
+                Simulator(stack, seed).seed(
+                    customers,
+                    on_step=lambda phase, n: progress.update(
+                        task,
+                        description=f"seeding: {phase}",
+                        completed=n if phase == "create" else customers,
+                    ),
+                )
+        reports = stack.sync()
+        _print_summary(stack.status(), reports, time.monotonic() - started)
+        settings = stack.settings
+    if serve:
+        _serve_all(settings, graphql_port, dagster_port)
+
+
+@app.command()
+@_user_errors
+def simulate(
+    events: Annotated[int, typer.Option(min=1, help="Spoke operations to perform.")],
+    home: Home = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Operations per second (default: as fast as possible)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Realistic spoke traffic through the spokes' own write paths (creates, updates, deletes, domain)."""
+    with _stack(home) as stack, _progress() as progress:
+        task = progress.add_task("simulating", total=events)
+        traffic = Simulator(stack, seed + stack.lake.table("identity_events").version()).run(
+            events, rate, on_step=lambda n: progress.update(task, completed=n)
+        )
+    kinds = {k: v for k, v in sorted(traffic.operations.items()) if "@" not in k}
+    console.print("operations: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+
+
+@app.command()
+@_user_errors
+def consume(
+    home: Home = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep consuming until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between polls with --follow.")
+    ] = 0.5,
+) -> None:
+    """Relay spoke outboxes, ingest identity events into the lake, and broadcast to the spokes."""
+    with _stack(home) as stack:
+        while True:
+            round_ = stack.propagate()
+            ingest = round_["ingest"]
+            if ingest.received or not follow:
+                console.print(
+                    f"received {ingest.received}: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(ingest.dispositions.items()))
+                    + f", dead-lettered {ingest.dead_lettered}; broadcast {ingest.broadcast};"
+                    f" max lag {ingest.max_lag_s:.2f}s"
+                )
+            if not follow:
+                return
+            time.sleep(interval)
+
+
+@app.command()
+@_user_errors
+def sync(
+    home: Home = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Domain to sync (repeatable; default all).")
+    ] = None,
+) -> None:
+    """Run the nightly delta sync of the domain extension tables now."""
+    with _stack(home) as stack:
+        reports = stack.sync(domain)
+        _print_sync(reports)
+
+
+@app.command()
+@_user_errors
+def serve(
+    home: Home = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql) until Ctrl-C."""
+    from hubspoke_graphql.app import serve as serve_graphql
+
+    with _stack(home) as stack:
+        settings = stack.settings
+    serve_graphql(settings, host=host, port=port)
+
+
+@app.command()
+@_user_errors
+def status(
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Events by disposition, pending events, lag, and every lake table's version and row count."""
+    with _stack(home) as stack:
+        state = stack.status()
+    if as_json:
+        print(json.dumps(state, indent=2))
+        return
+    _print_status(state)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _print_status(state: dict[str, Any]) -> None:
+    events = Table(title="identity events", show_header=True)
+    for k in state["events"]:
+        events.add_column(k, justify="right")
+    events.add_row(*(str(v) for v in state["events"].values()))
+    console.print(events)
+    tables = Table(title=f"lake at {state['home']}/lake")
+    tables.add_column("table")
+    tables.add_column("version", justify="right")
+    tables.add_column("rows", justify="right")
+    tables.add_column("sync watermark")
+    for name, t in state["tables"].items():
+        tables.add_row(name, str(t["version"]), str(t["rows"]), state["watermarks"].get(name) or "")
+    console.print(tables)
+    console.print(f"live customers {state['live_customers']}, lag {state['lag_s']}s")
+
+
+def _print_sync(reports: list[SyncReport]) -> None:
+    table = Table(title="nightly delta sync")
+    for col in ("domain", "extracted", "upserted", "deleted", "quarantined", "released", "version"):
+        table.add_column(col, justify="left" if col == "domain" else "right")
+    for r in reports:
+        table.add_row(
+            r.domain,
+            *(
+                str(v)
+                for v in (r.extracted, r.upserted, r.deleted, r.quarantined, r.released, r.version)
+            ),
+        )
+    console.print(table)
+
+
+def _print_summary(state: dict[str, Any], reports: list[SyncReport], seconds: float) -> None:
+    _print_status(state)
+    _print_sync(reports)
+    console.print(
+        f"demo ready in {seconds:.1f}s; the lake is at [bold]{state['home']}/lake[/]"
+        " (read it with polars.read_delta or DuckDB over Arrow)"
+    )
+
+
+def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None:
+    """GraphQL in this process, the Dagster UI as a child process group, until Ctrl-C."""
+    from hubspoke_graphql.app import serve as serve_graphql
+
+    import pipelines
+
+    root = Path(pipelines.__file__).resolve().parent.parent
+    env = os.environ | {"HUBSPOKE_HOME": str(settings.home.resolve())}
+    env.pop("DAGSTER_HOME", None)  # dagster dev then reads the repository's dagster.yaml
+    # A new session, so that stopping it stops its webserver and daemon too (PITFALLS: dagster dev
+    # ignores SIGINT when started in the background).
+    dagster = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-m",
+            "pipelines.definitions",
+            "-p",
+            str(dagster_port),
+            "-h",
+            "127.0.0.1",
+        ],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+    )
+    console.print(
+        f"GraphQL  http://127.0.0.1:{graphql_port}/graphql\n"
+        f"Dagster  http://127.0.0.1:{dagster_port}  (Ctrl-C stops both)"
+    )
+    try:
+        serve_graphql(settings, host="127.0.0.1", port=graphql_port)
+    finally:
+        try:
+            os.killpg(dagster.pid, signal.SIGTERM)
+            dagster.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(dagster.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,18 @@
+"""Shared fixtures: a fresh embedded stack in a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hubspoke.config import Settings
+from hubspoke.stack import Stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """An empty embedded stack (lake tables, bus, three spoke databases)."""
+    with Stack.create(Settings(home=tmp_path / "home")) as s:
+        yield s
