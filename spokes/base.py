@@ -106,8 +106,8 @@ class Spoke(ABC):
         """A local domain row mapped into the domain contract (may break it: the sync checks)."""
 
     @abstractmethod
-    def soft_delete_domain_sql(self) -> str:
-        """SET clause that soft-deletes a domain row, with one `?` for the local timestamp."""
+    def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
+        """Local column values that mark a domain row soft-deleted at `at`."""
 
     @abstractmethod
     def fake_domain(self, rng: Random) -> dict[str, Any]:
@@ -217,11 +217,7 @@ class Spoke(ABC):
                 else:
                     continue
                 if state["deleted"]:
-                    con.execute(
-                        f"UPDATE {self.schema.domain_table} SET {self.soft_delete_domain_sql()}"
-                        f" WHERE {self.schema.domain_key} = ? AND NOT ({self.schema.domain_deleted})",
-                        (self.stamp_to_local(self.now()), state["id"]),
-                    )
+                    self._soft_delete_domain(con, state["id"], self.now())
                 applied += 1
         return applied
 
@@ -361,10 +357,15 @@ class Spoke(ABC):
             f" WHERE {s.identity_key} = ?",
             (self.flag_to_local(True), stamp, customer_id),
         )
+        self._soft_delete_domain(con, customer_id, at)
+
+    def _soft_delete_domain(self, con: sqlite3.Connection, customer_id: str, at: datetime) -> None:
+        s = self.schema
+        values = self.soft_deleted_domain(at) | {s.domain_updated: self.stamp_to_local(at)}
         con.execute(
-            f"UPDATE {s.domain_table} SET {self.soft_delete_domain_sql()}"
+            f"UPDATE {s.domain_table} SET {', '.join(f'{c} = ?' for c in values)}"
             f" WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
-            (stamp, customer_id),
+            (*values.values(), customer_id),
         )
 
     def _upsert_domain(

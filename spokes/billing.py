@@ -76,8 +76,8 @@ class BillingSpoke(Spoke):
             "updated_at": parse_iso_stamp(row["modified"]),
         }
 
-    def soft_delete_domain_sql(self) -> str:
-        return "removed = 1, modified = ?"
+    def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
+        return {"removed": 1}
 
     def fake_domain(self, rng: Random) -> dict[str, Any]:
         vat = (

@@ -76,8 +76,8 @@ class SalesSpoke(Spoke):
             "updated_at": parse_iso_stamp(row["updated_at"]),
         }
 
-    def soft_delete_domain_sql(self) -> str:
-        return "deleted_at = ?"
+    def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
+        return {"deleted_at": iso_stamp(at)}
 
     def fake_domain(self, rng: Random) -> dict[str, Any]:
         return {

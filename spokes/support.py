@@ -77,8 +77,8 @@ class SupportSpoke(Spoke):
             "updated_at": self.stamp_from_local(row["LAST_CHG"]),
         }
 
-    def soft_delete_domain_sql(self) -> str:
-        return "DEL_FLG = 'Y', LAST_CHG = ?"
+    def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
+        return {"DEL_FLG": "Y"}
 
     def fake_domain(self, rng: Random) -> dict[str, Any]:
         # About one profile in two hundred carries a retired tier code, as real legacy data does.
