@@ -276,18 +276,20 @@ class Spoke(ABC):
         ]
 
     def pick_live_customer(self, rng: Random) -> str | None:
-        """A uniformly chosen customer the spoke holds and that is not deleted, if any."""
+        """A randomly chosen customer the spoke holds and that is not deleted, if any."""
         s = self.schema
-        live = f"FROM {s.identity_table} WHERE {s.identity_columns['deleted']} = ?"
-        flag = (self.flag_to_local(False),)
-        count = self._con.execute(f"SELECT count(*) {live}", flag).fetchone()[0]
-        if count == 0:
-            return None
-        row = self._con.execute(
-            f"SELECT {s.identity_key} {live} ORDER BY {s.identity_key} LIMIT 1 OFFSET ?",
-            (*flag, rng.randrange(count)),
-        ).fetchone()
-        return row[0]
+        # Seek from a random key through the primary-key index: O(log n), unlike OFFSET.
+        probe = str(uuid.UUID(int=rng.getrandbits(128)))
+        live = f"{s.identity_columns['deleted']} = ?"
+        for bound in (f"{s.identity_key} >= ?", f"{s.identity_key} < ?"):
+            row = self._con.execute(
+                f"SELECT {s.identity_key} FROM {s.identity_table} WHERE {bound} AND {live}"
+                f" ORDER BY {s.identity_key} LIMIT 1",
+                (probe, self.flag_to_local(False)),
+            ).fetchone()
+            if row is not None:
+                return row[0]
+        return None
 
     def has_domain_row(self, customer_id: str) -> bool:
         """Whether the spoke keeps live domain data about the customer."""

@@ -1,0 +1,74 @@
+"""The command line as a user runs it: demo, status, sync, consume, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hubspoke.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_demo_twice_on_one_home_continues_without_duplicating(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    code, out = run("demo", "--no-serve", "--customers", "60", "--home", home)
+    assert code == 0, out
+    assert "nightly delta sync" in out and f"{Path(home).resolve()}/lake" in out.replace("\n", "")
+    first = json.loads(run("status", "--json", "--home", home)[1])
+    assert first["tables"]["customer_identity"]["rows"] == 60
+    assert first["events"]["pending"] == 0
+
+    code, out = run("demo", "--no-serve", "--customers", "60", "--home", home)
+    assert code == 0 and "not reseeding" in out
+    second = json.loads(run("status", "--json", "--home", home)[1])
+    assert second["events"] == first["events"]
+    assert second["tables"]["customer_identity"] == first["tables"]["customer_identity"]
+
+
+def test_status_json_has_the_accounting(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    run("init", "--home", home)
+    code, out = run("simulate", "--events", "40", "--home", home)
+    assert code == 0, out
+    assert run("consume", "--home", home)[0] == 0
+    state = json.loads(run("status", "--json", "--home", home)[1])
+    events = state["events"]
+    assert set(events) == {"received", "applied", "duplicate", "stale", "parked",
+                           "dead_lettered", "pending"}
+    assert events["received"] == sum(events[k] for k in
+                                     ("applied", "duplicate", "stale", "parked", "dead_lettered"))
+    assert events["received"] > 0 and events["pending"] == 0
+    assert isinstance(state["lag_s"], float)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["status"], {}, "no Hubspoke home at"),
+        (["sync", "--domain", "marketing"], {}, "known domains: billing, sales, support"),
+        (["status"], {"HUBSPOKE_SCHEDULE_TZ": "Mars/Olympus"}, "is not an IANA time zone"),
+        (["status"], {"HUBSPOKE_BATCH_SIZE": "lots"}, "must be a whole number"),
+        (["simulate", "--events", "0"], {}, "--events"),
+    ],
+    ids=["missing-home", "unknown-domain", "bad-timezone", "bad-batch-size", "bad-argument"],
+)
+def test_bad_input_gets_one_clear_error_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    home = tmp_path / "home"
+    if args[0] == "sync":
+        run("init", "--home", str(home))
+    code, out = run(*args, "--home", str(home), env=env)
+    assert code == 2
+    assert message in out
+    if args[0] != "simulate":  # usage errors are click's multi-line box
+        assert len(out.strip().splitlines()) == 1
