@@ -1,0 +1,65 @@
+"""Every limit and security setting of the GraphQL API, in one place."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+
+DEFAULT_PAGE_SIZE = 100
+"""Rows a connection returns when `first` is not given."""
+MAX_PAGE_SIZE = 1000
+"""Largest `first` accepted: bounds the rows and the batched keys of one page."""
+MAX_CURSOR_LENGTH = 512
+"""Longer `after` values are refused before they are decoded."""
+MAX_KEY_LENGTH = 256
+"""Longer ids are refused: real keys are at most 64 characters (see the IdentityEvent contract)."""
+MAX_QUERY_DEPTH = 8
+"""The deepest real query (customers/edges/node/sales/field) has depth 5."""
+MAX_ALIASES = 15
+"""Aliases multiply work (15 aliased connections of 1000 rows each at most)."""
+MAX_TOKENS = 2000
+"""Bounds the parser's work on a query text before validation starts."""
+CACHE_SIZE = 256
+"""Entries of the parser and validation caches (unbounded caches grow with every new text)."""
+REFRESH_INTERVAL_S = 1.0
+"""How often at most the snapshot asks the lake whether a table has a new Delta version."""
+
+
+class InputError(GraphQLError):
+    """A request argument the API cannot use; the message says what is accepted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors raised by our code rather than reported to the client on purpose."""
+    # Parse and validation errors carry no original error; InputError and scalar
+    # serialisation errors are GraphQLErrors: all of those are meant for the client.
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def is_client_error(error: GraphQLError) -> bool:
+    """True for parse and validation errors and InputError: the client's to fix, not ours."""
+    return error.original_error is None or isinstance(error.original_error, InputError)
+
+
+def schema_extensions() -> list[SchemaExtension]:
+    """The strawberry extensions that enforce the limits above."""
+    return [
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ParserCache(maxsize=CACHE_SIZE),
+        ValidationCache(maxsize=CACHE_SIZE),
+        QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaskErrors(should_mask_error=is_unexpected),
+    ]

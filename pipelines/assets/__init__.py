@@ -1,0 +1,6 @@
+"""Hubspoke's assets, by area: the hub's identity tables and the domains' extension tables."""
+
+from pipelines.assets.domains import DOMAIN_ASSETS
+from pipelines.assets.identity import IDENTITY_SPECS, ingest_identity_events
+
+__all__ = ["DOMAIN_ASSETS", "IDENTITY_SPECS", "ingest_identity_events"]

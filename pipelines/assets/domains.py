@@ -1,0 +1,73 @@
+"""Domain extension tables: each domain's nightly copy in the lake, one asset per contract."""
+
+import dagster as dg
+
+from hubspoke.stack import Stack
+from hubspoke.sync import sync_domain
+from lake_schema import Contract, load_catalog
+from pipelines.metadata import definition_metadata, owners, table_state
+from pipelines.resources import HubspokeResource
+from spokes import Spoke
+
+
+def owning_spoke(stack: Stack, contract: Contract) -> Spoke:
+    """The spoke that is the source of truth of a domain extension table."""
+    spoke = stack.spokes.get(contract.owner)
+    if spoke is None:
+        raise dg.Failure(
+            f"{contract.name} is owned by {contract.owner!r}, but the stack has no such spoke;"
+            f" spokes: {', '.join(sorted(stack.spokes))}"
+        )
+    return spoke
+
+
+def build_domain_asset(contract: Contract) -> dg.AssetsDefinition:
+    """The asset that syncs one domain extension table from the spoke that owns it."""
+    identity = load_catalog().identity(str(contract.entity))
+
+    @dg.asset(
+        name=contract.table_name,
+        description=(
+            f"{contract.description}\n\n{contract.name} v{contract.version}: shares its key"
+            f" with {identity.name}, copied nightly from the {contract.owner} spoke."
+        ),
+        group_name=contract.owner,
+        owners=owners(contract),
+        kinds={"delta", "sqlite"},
+        deps=[identity.table_name],
+        metadata=definition_metadata(contract),
+        pool=contract.table_name,  # one sync per table at a time: its watermark has one writer
+    )
+    def sync(context: dg.AssetExecutionContext, hubspoke: HubspokeResource) -> dg.MaterializeResult:
+        """Merge what changed in the domain's spoke since the last watermark into the lake."""
+        with hubspoke.stack() as stack:
+            # sync_domain with the contract itself, not Stack.sync([owner]): that looks the
+            # owner up among customer extensions only, and other entities will have domains too.
+            report = sync_domain(stack.lake, owning_spoke(stack, contract), contract)
+            context.log.info(
+                f"{contract.table_name}: extracted {report.extracted}, upserted {report.upserted},"
+                f" deleted {report.deleted}, quarantined {report.quarantined}"
+                f" ({dict(report.quarantine_reasons)}), released {report.released}"
+            )
+            watermark = report.watermark_after
+            return dg.MaterializeResult(
+                metadata={
+                    "extracted": dg.MetadataValue.int(report.extracted),
+                    "upserted": dg.MetadataValue.int(report.upserted),
+                    "deleted": dg.MetadataValue.int(report.deleted),
+                    "quarantined": dg.MetadataValue.int(report.quarantined),
+                    "released": dg.MetadataValue.int(report.released),
+                    "committed": dg.MetadataValue.bool(report.committed),
+                    "watermark": (
+                        dg.MetadataValue.timestamp(watermark) if watermark
+                        else dg.MetadataValue.null()
+                    ),
+                    **table_state(stack.lake.table(contract)),
+                }
+            )
+
+    return sync
+
+
+DOMAIN_ASSETS = [build_domain_asset(c) for c in load_catalog().extensions()]
+"""Every domain extension in the catalog; a new contract file is a new asset, no code."""

@@ -1,0 +1,57 @@
+"""Dagster metadata derived from contracts and lake tables, never typed by hand."""
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from hubspoke.lake import LakeTable
+from lake_schema import Contract
+
+FIRST_KEYS = 20
+"""How many offending keys a check shows; enough to start looking, small enough for the UI."""
+
+
+def owners(contract: Contract) -> list[str]:
+    """The owning team of a contract, and its data steward when the contract names one."""
+    return [f"team:{contract.owner}", *([contract.steward] if contract.steward else [])]
+
+
+def column_schema(contract: Contract) -> dg.TableSchema:
+    """The contract's fields as a Dagster column schema, with privacy class as a column tag."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name,
+                type=f.type,
+                description=f.description,
+                constraints=dg.TableColumnConstraints(
+                    nullable=f.nullable, unique=contract.key_fields == (f.name,)
+                ),
+                tags={"privacy": f.privacy.value},
+            )
+            for f in contract.fields
+        ]
+    )
+
+
+def definition_metadata(contract: Contract) -> dict[str, dg.MetadataValue]:
+    """What the catalog shows about a table before it is ever materialized."""
+    return {
+        "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(contract)),
+        "dagster/table_name": dg.MetadataValue.text(contract.table_name),
+        "contract": dg.MetadataValue.text(contract.name),
+        "contract_version": dg.MetadataValue.text(contract.version),
+    }
+
+
+def table_state(table: LakeTable) -> dict[str, dg.MetadataValue]:
+    """A lake table's Delta version and row count after a write."""
+    return {
+        "delta_version": dg.MetadataValue.int(table.version()),
+        "dagster/row_count": dg.MetadataValue.int(table.count()),
+    }
+
+
+def first_keys(keys: Iterable[str]) -> dg.MetadataValue:
+    """The first offending keys, as a list the UI shows in full."""
+    return dg.MetadataValue.json(list(keys)[:FIRST_KEYS])

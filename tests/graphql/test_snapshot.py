@@ -1,0 +1,69 @@
+"""The DuckDB snapshot follows the lake: a new Delta version shows up within about a second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hubspoke_graphql.app import create_app
+from hubspoke_graphql.limits import REFRESH_INTERVAL_S
+from starlette.applications import Starlette
+
+from hubspoke.config import Settings
+from hubspoke.simulate import Simulator
+from hubspoke.stack import HomeNotFound, Stack
+
+COUNT = "{ customers { totalCount } }"
+
+
+def test_changes_in_the_lake_show_after_the_refresh_interval(tmp_path: Path) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=3).seed(10)
+        stack.sync()
+        app = create_app(stack.settings)
+        snapshot = app.state.snapshot
+        post = _poster(app)
+        before = post(COUNT)["customers"]["totalCount"]
+        first_view = snapshot.current()
+
+        new_id = stack.spokes["sales"].create_customer(
+            "Radia Perlman", "radia@example.com", {"account_value": "10.00", "owner_rep": None,
+                                                  "credit_limit": "0.00"})
+        stack.propagate()
+        stack.sync(["sales"])
+        # Within the interval the view is reused: the lake is not asked on every request.
+        assert snapshot.current() is first_view
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert post(COUNT)["customers"]["totalCount"] == before + 1
+        assert snapshot.current() is not first_view
+        got = post(f'{{ customer(id: "{new_id}") {{ name sales {{ accountValue }} }} }}')
+        assert got == {"customer": {"name": "Radia Perlman", "sales": {"accountValue": "10.00"}}}
+
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        reloaded = snapshot.current()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert snapshot.current() is reloaded  # versions unchanged: no reload
+
+
+def test_missing_home_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(HomeNotFound, match="no Hubspoke lake at"):
+        create_app(Settings(home=tmp_path / "nowhere"))
+
+
+def _poster(app: Starlette) -> Callable[[str], dict[str, Any]]:
+    def post(text: str) -> dict[str, Any]:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post("/graphql", json={"query": text})
+
+        body = asyncio.run(go()).json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    return post
