@@ -1,0 +1,159 @@
+"""The whole loop through the public entry points: spoke write paths, the CLI, and GraphQL over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hubspoke.config import Settings
+from hubspoke.stack import Stack
+
+QUERY = """
+query One($id: ID!, $deleted: Boolean) {
+  customer(id: $id, includeDeleted: $deleted) {
+    id name email createdBy updatedAt version deleted
+    sales { accountValue salesRep creditLimit }
+    support { supportTier lifetimeTickets }
+    billing { vatNumber paymentTerms }
+  }
+}"""
+
+
+def cli(home: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "hubspoke.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A fresh home and the GraphQL URL of a real `hubspoke serve` process over it."""
+    home = tmp_path / "home"
+    cli(home, "init")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hubspoke.cli", "serve", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        for _ in range(100):
+            try:
+                httpx.post(url, json={"query": "{ __typename }"}, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield home, url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def graphql(
+    url: str, customer_id: str, *, include_deleted: bool = False, expect: Any = None
+) -> dict[str, Any] | None:
+    """Query until the API's snapshot (refreshed within ~1 s of a lake commit) shows `expect`."""
+    deadline = time.monotonic() + 10
+    while True:
+        body = httpx.post(
+            url,
+            json={"query": QUERY, "variables": {"id": customer_id, "deleted": include_deleted}},
+            timeout=5,
+        ).json()
+        assert "errors" not in body, body
+        found = body["data"]["customer"]
+        if expect is None or expect(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
+    api: tuple[Path, str],
+) -> None:
+    home, url = api
+    with Stack.open(Settings(home=home)) as stack:
+        sales, support, billing = (stack.spokes[n] for n in ("sales", "support", "billing"))
+        ada = sales.create_customer(
+            "Ada Lovelace",
+            "ada@example.com",
+            {"account_value": "1200.50", "owner_rep": "Grace Hopper", "credit_limit": "5000.00"},
+        )
+    cli(home, "consume")
+
+    with Stack.open(Settings(home=home)) as stack:
+        [lake_row] = stack.lake.table("customer_identity").read().to_pylist()
+        assert (lake_row["id"], lake_row["name"], lake_row["created_by"]) == (
+            ada,
+            "Ada Lovelace",
+            "sales",
+        )
+        for spoke in stack.spokes.values():  # every spoke's own database holds the customer
+            [copy] = spoke.identities()
+            assert (copy["name"], copy["email"], copy["version"]) == (
+                "Ada Lovelace",
+                "ada@example.com",
+                1,
+            )
+            assert copy["updated_at"] == lake_row["updated_at"]
+        support, billing = stack.spokes["support"], stack.spokes["billing"]
+        support.save_domain(ada, {"TIER_CD": "G", "TKT_CNT": "7", "DEL_FLG": "N"})
+        billing.save_domain(ada, {"vat_id": "GB123456789", "terms_days": 60, "removed": 0})
+        held = {
+            n: stack.spokes[n].fetch_domain_rows([ada])[0] for n in ("sales", "support", "billing")
+        }
+    cli(home, "sync")
+
+    found = graphql(url, ada, expect=lambda c: c and c["billing"])
+    assert found["name"] == "Ada Lovelace" and found["createdBy"] == "sales"
+    assert found["sales"] == {
+        "accountValue": str(held["sales"]["account_value"]),
+        "salesRep": held["sales"]["sales_rep"],
+        "creditLimit": str(held["sales"]["credit_limit"]),
+    }
+    assert found["support"] == {
+        "supportTier": held["support"]["support_tier"],
+        "lifetimeTickets": held["support"]["lifetime_tickets"],
+    }
+    assert found["billing"] == {"vatNumber": "GB123456789", "paymentTerms": "NET60"}
+
+    # An identity update from the support spoke propagates the same way.
+    with Stack.open(Settings(home=home)) as stack:
+        stack.spokes["support"].update_customer(ada, email="ada.king@example.com")
+    cli(home, "consume")
+    with Stack.open(Settings(home=home)) as stack:
+        for spoke in stack.spokes.values():
+            [copy] = spoke.identities()
+            assert (copy["email"], copy["version"]) == ("ada.king@example.com", 2)
+    found = graphql(url, ada, expect=lambda c: c["email"] == "ada.king@example.com")
+    assert found["email"] == "ada.king@example.com" and found["version"] == 2
+
+    # A delete from billing removes the customer everywhere, extensions included after the sync.
+    with Stack.open(Settings(home=home)) as stack:
+        stack.spokes["billing"].delete_customer(ada)
+    cli(home, "consume")
+    cli(home, "sync")
+    with Stack.open(Settings(home=home)) as stack:
+        assert all(s.identities()[0]["deleted"] for s in stack.spokes.values())
+        for contract in stack.catalog.extensions():
+            assert stack.lake.table(contract).count() == 0
+    assert graphql(url, ada, expect=lambda c: c is None) is None
+    gone = graphql(url, ada, include_deleted=True)
+    assert gone["deleted"] and gone["sales"] is None and gone["billing"] is None
