@@ -40,6 +40,8 @@ Home = Annotated[
     ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout holding dagster.yaml (the demo runs `dagster dev` from there)."""
 
 
 def _user_errors(command: F) -> F:
@@ -259,9 +261,7 @@ def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None
     """GraphQL in this process, the Dagster UI as a child process group, until Ctrl-C."""
     from hubspoke_graphql.app import serve as serve_graphql
 
-    import pipelines
-
-    root = Path(pipelines.__file__).resolve().parent.parent
+    root = PROJECT_ROOT if (PROJECT_ROOT / "dagster.yaml").exists() else Path.cwd()
     env = os.environ | {"HUBSPOKE_HOME": str(settings.home.resolve())}
     env.pop("DAGSTER_HOME", None)  # dagster dev then reads the repository's dagster.yaml
     # A new session, so that stopping it stops its webserver and daemon too (PITFALLS: dagster dev
