@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+StackKind = Literal["embedded", "local"]
+"""embedded: SQLite spokes and the SQLite bus, no services. local: the services on this machine
+(sales on PostgreSQL, support on MariaDB, billing on SQLite, RabbitMQ as the bus)."""
+
+_STACK_FILE = "stack.json"
 
 
 class ConfigError(ValueError):
@@ -14,16 +23,28 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the embedded stack lives and how it runs."""
+    """Where the stack lives, what it is made of, and how it runs."""
 
     home: Path = Path(".hubspoke")
     """HUBSPOKE_HOME: folder with lake/, spokes/, bus/ and hub/."""
+    stack: StackKind = "embedded"
+    """HUBSPOKE_STACK (or `--stack` at creation): recorded in the home, so later commands agree."""
     schedule_timezone: str = "UTC"
     """HUBSPOKE_SCHEDULE_TZ: IANA time zone of the nightly sync at 02:00."""
     batch_size: int = 5000
     """HUBSPOKE_BATCH_SIZE: identity events per hub micro-batch."""
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    """HUBSPOKE_RABBITMQ_URL: broker of the local stack."""
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    """HUBSPOKE_POSTGRES_URL: server of the sales spoke (its database is created per home)."""
+    mariadb_url: str = "mysql://root@127.0.0.1:3306/test"
+    """HUBSPOKE_MARIADB_URL: server of the support spoke (its database is created per home)."""
 
     def __post_init__(self) -> None:
+        if self.stack not in get_args(StackKind):
+            raise ConfigError(
+                f"stack {self.stack!r} is not one of: {', '.join(get_args(StackKind))}"
+            )
         try:
             ZoneInfo(self.schedule_timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -36,14 +57,38 @@ class Settings:
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
             )
 
+    @property
+    def namespace(self) -> str:
+        """A short name unique to this home: its databases, queues and exchanges carry it."""
+        digest = hashlib.sha1(str(self.home.resolve()).encode()).hexdigest()[:10]
+        return f"hubspoke_{digest}"
+
+    def recorded(self) -> Settings:
+        """These settings with the stack kind the home was created with, if it records one."""
+        path = self.home / _STACK_FILE
+        if not path.exists():
+            return self
+        return replace(self, stack=json.loads(path.read_text())["stack"])
+
+    def record(self) -> None:
+        """Write the stack kind into the home (at creation)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / _STACK_FILE).write_text(json.dumps({"stack": self.stack}))
+
     @classmethod
-    def from_env(cls, home: Path | None = None) -> Settings:
-        """Settings from the environment; `home` (from a CLI flag) wins over HUBSPOKE_HOME."""
-        raw_batch = os.environ.get("HUBSPOKE_BATCH_SIZE", "5000")
+    def from_env(cls, home: Path | None = None, stack: str | None = None) -> Settings:
+        """Settings from the environment; CLI flags (`home`, `stack`) win over variables."""
+        env = os.environ
+        raw_batch = env.get("HUBSPOKE_BATCH_SIZE", "5000")
         if not raw_batch.isdigit():
             raise ConfigError(f"HUBSPOKE_BATCH_SIZE={raw_batch!r} must be a whole number")
+        defaults = cls()
         return cls(
-            home=home or Path(os.environ.get("HUBSPOKE_HOME", ".hubspoke")),
-            schedule_timezone=os.environ.get("HUBSPOKE_SCHEDULE_TZ", "UTC"),
+            home=home or Path(env.get("HUBSPOKE_HOME", ".hubspoke")),
+            stack=stack or env.get("HUBSPOKE_STACK", "embedded"),  # type: ignore[arg-type]
+            schedule_timezone=env.get("HUBSPOKE_SCHEDULE_TZ", "UTC"),
             batch_size=int(raw_batch),
+            rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
+            postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
+            mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
         )

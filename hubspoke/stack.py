@@ -8,13 +8,13 @@ from typing import Any
 
 import polars as pl
 
-from hubspoke.bus import IDENTITY_TOPIC, EventBus, SqliteBus
+from hubspoke.bus import IDENTITY_TOPIC, EventBus, open_bus
 from hubspoke.config import Settings
 from hubspoke.ingest import HUB_SUBSCRIBER, Hub
 from hubspoke.lake import Lake
 from hubspoke.sync import SyncReport, sync_domain, watermark
 from lake_schema import load_catalog
-from spokes import SPOKE_KINDS, Spoke
+from spokes import Spoke, open_spokes
 from spokes.relay import apply_broadcasts, relay_outbox
 
 
@@ -30,17 +30,16 @@ class Stack:
         self.home = settings.home
         self.catalog = load_catalog()
         self.lake = Lake(self.home / "lake", self.catalog)
-        self.bus: EventBus = SqliteBus(self.home / "bus" / "events.sqlite")
-        self.spokes: dict[str, Spoke] = {
-            name: kind(self.home / "spokes" / f"{name}.sqlite")
-            for name, kind in SPOKE_KINDS.items()
-        }
+        self.bus: EventBus = open_bus(settings)
+        self.spokes: dict[str, Spoke] = open_spokes(settings)
         self.hub = Hub(self.lake, self.bus, self.home / "hub")
 
     @classmethod
     def create(cls, settings: Settings) -> Stack:
         """Open the stack at `settings.home`, creating whatever is missing."""
-        settings.home.mkdir(parents=True, exist_ok=True)
+        if (settings.home / "lake").is_dir():
+            settings = settings.recorded()  # an existing home keeps the stack it was made with
+        settings.record()
         stack = cls(settings)
         stack.lake.create_tables()
         return stack
@@ -53,7 +52,7 @@ class Stack:
                 f"no Hubspoke home at {settings.home.resolve()}; create one with"
                 f" `hubspoke demo --no-serve --home {settings.home}` or `hubspoke init`"
             )
-        stack = cls(settings)
+        stack = cls(settings.recorded())
         stack.lake.create_tables()  # tables of contracts added since the home was made
         return stack
 
