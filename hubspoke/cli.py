@@ -58,9 +58,16 @@ def _user_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+StackOption = Annotated[
+    str | None,
+    typer.Option("--stack", help="embedded (no services) or local (PostgreSQL, MariaDB, RabbitMQ"
+                 " on this machine); recorded in the home [env: HUBSPOKE_STACK]"),
+]
+
+
 @contextmanager
-def _stack(home: Path | None, create: bool = False) -> Iterator[Stack]:
-    settings = Settings.from_env(home)
+def _stack(home: Path | None, create: bool = False, kind: str | None = None) -> Iterator[Stack]:
+    settings = Settings.from_env(home, kind)
     stack = Stack.create(settings) if create else Stack.open(settings)
     with stack:
         yield stack
@@ -68,9 +75,9 @@ def _stack(home: Path | None, create: bool = False) -> Iterator[Stack]:
 
 @app.command()
 @_user_errors
-def init(home: Home = None) -> None:
-    """Create an empty embedded stack (lake tables, bus, spoke databases)."""
-    with _stack(home, create=True) as stack:
+def init(home: Home = None, stack_kind: StackOption = None) -> None:
+    """Create an empty stack (lake tables, bus, spoke databases)."""
+    with _stack(home, create=True, kind=stack_kind) as stack:
         console.print(f"Hubspoke home ready at [bold]{stack.home.resolve()}[/]")
 
 
@@ -78,6 +85,7 @@ def init(home: Home = None) -> None:
 @_user_errors
 def demo(
     home: Home = None,
+    stack_kind: StackOption = None,
     customers: Annotated[int, typer.Option(min=1, max=1_000_000, help="Customers to seed.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated traffic.")] = 42,
     serve: Annotated[
@@ -89,7 +97,7 @@ def demo(
 ) -> None:
     """Seed the demo spokes, stream identity events into the lake, sync every domain, then serve."""
     started = time.monotonic()
-    with _stack(home, create=True) as stack:
+    with _stack(home, create=True, kind=stack_kind) as stack:
         existing = stack.lake.table("customer_identity").count()
         if existing:
             console.print(

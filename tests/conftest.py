@@ -16,3 +16,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     """An empty embedded stack (lake tables, bus, three spoke databases)."""
     with Stack.create(Settings(home=tmp_path / "home")) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """PostgreSQL, MariaDB and RabbitMQ answering on 127.0.0.1 (started if they were down)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / ".ci" / "services.sh"
+    subprocess.run(["bash", str(script)], check=True, timeout=300)
