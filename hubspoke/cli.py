@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hubspoke.config import ConfigError, Settings
+from hubspoke.ingest import UnknownDeadLetter
 from hubspoke.simulate import Simulator
 from hubspoke.stack import HomeNotFound, Stack
 from hubspoke.sync import SyncReport
@@ -51,7 +52,7 @@ def _user_errors(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (HomeNotFound, ConfigError, ContractError) as exc:
+        except (HomeNotFound, ConfigError, ContractError, UnknownDeadLetter) as exc:
             errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -211,6 +212,43 @@ def status(
         print(json.dumps(state, indent=2))
         return
     _print_status(state)
+
+
+dead_letters = typer.Typer(help="Messages the hub refused, with the reason; replay after a fix.")
+app.add_typer(dead_letters, name="dead-letters")
+
+
+@dead_letters.command("list")
+@_user_errors
+def dead_letters_list(
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show every dead letter: id, when, why, and the start of the message."""
+    with _stack(home) as stack:
+        rows = stack.hub.dead_letter_list()
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"{len(rows)} dead letters")
+    for col in ("id", "received", "reason", "message"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["dead_letter_id"], r["received_at"].isoformat(timespec="seconds"),
+                      r["reason"], r["body"][:80])
+    console.print(table)
+
+
+@dead_letters.command("replay")
+@_user_errors
+def dead_letters_replay(
+    dead_letter_id: Annotated[str, typer.Argument(help="Id from `hubspoke dead-letters list`.")],
+    home: Home = None,
+) -> None:
+    """Publish a dead letter again (after fixing its producer or the contract) and remove it."""
+    with _stack(home) as stack:
+        stack.hub.replay_dead_letter(dead_letter_id)
+        console.print(f"replayed {dead_letter_id}; `hubspoke consume` ingests it")
 
 
 def _progress() -> Progress:

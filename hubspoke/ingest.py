@@ -62,6 +62,10 @@ class BatchReport:
         self.max_lag_s = max(self.max_lag_s, other.max_lag_s)
 
 
+class UnknownDeadLetter(LookupError):
+    """The dead letter asked for does not exist."""
+
+
 class Hub:
     """Ingests identity events for every entity that has an identity contract."""
 
@@ -102,6 +106,35 @@ class Hub:
     def pending(self) -> int:
         """Identity events published but not yet ingested."""
         return self.bus.pending(IDENTITY_TOPIC, HUB_SUBSCRIBER)
+
+    def dead_letter_list(self) -> list[dict[str, Any]]:
+        """Dead letters, oldest first."""
+        rows = self.dead_letters.read().to_pylist()
+        return sorted(rows, key=lambda r: r["received_at"])
+
+    def replay_dead_letter(self, dead_letter_id: str) -> None:
+        """Publish a dead letter again (after its producer or contract was fixed) and remove it.
+
+        The replayed message is validated again like any other; if it still breaks the contract
+        it comes back as a new dead letter. A crash between publish and removal replays it
+        twice, and the hub records the second copy as a duplicate.
+        """
+        try:
+            uuid.UUID(dead_letter_id)
+        except ValueError:
+            raise UnknownDeadLetter(
+                f"{dead_letter_id!r} is not a dead letter id (a UUID)"
+            ) from None
+        with self.exclusive():
+            rows = self.dead_letters.read(where=pl.col("dead_letter_id") == dead_letter_id)
+            if rows.num_rows == 0:
+                raise UnknownDeadLetter(
+                    f"no dead letter {dead_letter_id!r}; `hubspoke dead-letters list` shows them"
+                )
+            self.bus.publish(IDENTITY_TOPIC, [rows["body"][0].as_py().encode()])
+            self.dead_letters.delete_where(
+                f"dead_letter_id = '{dead_letter_id}'", step="replay", dead_letter_id=dead_letter_id
+            )
 
     # --- recovery ----------------------------------------------------------------------------
 

@@ -42,10 +42,18 @@ def test_status_json_has_the_accounting(tmp_path: Path) -> None:
     assert run("consume", "--home", home)[0] == 0
     state = json.loads(run("status", "--json", "--home", home)[1])
     events = state["events"]
-    assert set(events) == {"received", "applied", "duplicate", "stale", "parked",
-                           "dead_lettered", "pending"}
-    assert events["received"] == sum(events[k] for k in
-                                     ("applied", "duplicate", "stale", "parked", "dead_lettered"))
+    assert set(events) == {
+        "received",
+        "applied",
+        "duplicate",
+        "stale",
+        "parked",
+        "dead_lettered",
+        "pending",
+    }
+    assert events["received"] == sum(
+        events[k] for k in ("applied", "duplicate", "stale", "parked", "dead_lettered")
+    )
     assert events["received"] > 0 and events["pending"] == 0
     assert isinstance(state["lag_s"], float)
 
@@ -72,3 +80,38 @@ def test_bad_input_gets_one_clear_error_and_exit_2(
     assert message in out
     if args[0] != "simulate":  # usage errors are click's multi-line box
         assert len(out.strip().splitlines()) == 1
+
+
+def test_dead_letter_is_listed_replayed_and_counted_once(tmp_path: Path) -> None:
+    from hubspoke.bus import IDENTITY_TOPIC
+    from hubspoke.config import Settings
+    from hubspoke.stack import Stack
+
+    home = tmp_path / "home"
+    run("init", "--home", str(home))
+    event = {
+        "event_id": "e-1",
+        "event_type": "created",
+        "entity": "customer",
+        "entity_id": "c-1",
+        "source": "sales",
+        "occurred_at": "2026-01-01T00:00:00",
+        "data": {"name": "Ada", "email": "ada@example.com"},
+    }
+    with Stack.open(Settings(home=home)) as stack:
+        stack.bus.publish(IDENTITY_TOPIC, [json.dumps(event).encode()])  # naive timestamp
+    run("consume", "--home", str(home))
+    [dead] = json.loads(run("dead-letters", "list", "--json", "--home", str(home))[1])
+    assert "occurred_at must carry a UTC offset" in dead["reason"]
+    code, out = run("dead-letters", "replay", "not-an-id", "--home", str(home))
+    assert code == 2 and "is not a dead letter id" in out
+
+    # Replaying unchanged fails again (and comes back as a new dead letter): nothing is lost.
+    assert run("dead-letters", "replay", dead["dead_letter_id"], "--home", str(home))[0] == 0
+    run("consume", "--home", str(home))
+    [again] = json.loads(run("dead-letters", "list", "--json", "--home", str(home))[1])
+    assert again["reason"] == dead["reason"] and again["dead_letter_id"] != dead["dead_letter_id"]
+    events = json.loads(run("status", "--json", "--home", str(home))[1])["events"]
+    assert (events["received"], events["dead_lettered"], events["applied"]) == (1, 1, 0)
+    code, out = run("dead-letters", "replay", dead["dead_letter_id"], "--home", str(home))
+    assert code == 2 and "no dead letter" in out
