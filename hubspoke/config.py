@@ -33,6 +33,9 @@ class Settings:
     """HUBSPOKE_SCHEDULE_TZ: IANA time zone of the nightly sync at 02:00."""
     batch_size: int = 5000
     """HUBSPOKE_BATCH_SIZE: identity events per hub micro-batch."""
+    catch_up_after_s: float = 10.0
+    """HUBSPOKE_CATCH_UP_AFTER_S: identity events older than this, not yet ingested by a running
+    `hubspoke consume --follow`, make the Dagster sensor launch a catch-up run."""
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     """HUBSPOKE_RABBITMQ_URL: broker of the local stack."""
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -88,7 +91,18 @@ class Settings:
             stack=stack or env.get("HUBSPOKE_STACK", "embedded"),  # type: ignore[arg-type]
             schedule_timezone=env.get("HUBSPOKE_SCHEDULE_TZ", "UTC"),
             batch_size=int(raw_batch),
+            catch_up_after_s=_seconds(env.get("HUBSPOKE_CATCH_UP_AFTER_S", "10")),
             rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
         )
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"HUBSPOKE_CATCH_UP_AFTER_S={raw!r} must be a number of seconds, 0 to 86400")
+    return value

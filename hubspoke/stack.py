@@ -10,6 +10,7 @@ import polars as pl
 
 from hubspoke.bus import IDENTITY_TOPIC, EventBus, open_bus
 from hubspoke.config import Settings
+from hubspoke.events import parse_event
 from hubspoke.ingest import HUB_SUBSCRIBER, Hub
 from hubspoke.lake import Lake
 from hubspoke.sync import SyncReport, sync_domain, watermark
@@ -83,6 +84,15 @@ class Stack:
         applied = self.deliver_broadcasts()
         return {"relayed": relayed, "ingest": report, "broadcast_applied": applied}
 
+    def identity_lag_s(self) -> float:
+        """Age in seconds of the oldest identity event not yet in the lake (0 when none waits)."""
+        oldest = [self.bus.oldest_pending_at(IDENTITY_TOPIC, HUB_SUBSCRIBER)]
+        for spoke in self.spokes.values():
+            if waiting := spoke.outbox(1):
+                oldest.append(parse_event(waiting[0].body, self.catalog).occurred_at.timestamp())
+        known = [t for t in oldest if t is not None]
+        return round(max(0.0, time.time() - min(known)), 3) if known else 0.0
+
     def sync(self, domains: list[str] | None = None) -> list[SyncReport]:
         """Run the nightly delta sync of the given domains (all when None)."""
         contracts = (
@@ -98,7 +108,6 @@ class Stack:
         dead = self.lake.table("dead_letters").count()
         pending_bus = self.hub.pending()
         outboxes = {name: len(s.outbox(1_000_000)) for name, s in self.spokes.items()}
-        oldest = self.bus.oldest_pending_at(IDENTITY_TOPIC, HUB_SUBSCRIBER)
         events = {
             "received": sum(by_disposition.values()) + parked + dead,
             "applied": by_disposition["applied"],
@@ -119,7 +128,7 @@ class Stack:
             "home": str(self.home.resolve()),
             "events": events,
             "pending_by_spoke_outbox": outboxes,
-            "lag_s": round(time.time() - oldest, 3) if oldest else 0.0,
+            "lag_s": self.identity_lag_s(),
             "live_customers": identity.num_rows,
             "tables": tables,
             "watermarks": {

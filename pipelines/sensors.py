@@ -1,5 +1,7 @@
 """Identity events are ingested as soon as spokes emit them."""
 
+import json
+
 import dagster as dg
 
 from hubspoke.bus import IDENTITY_TOPIC
@@ -40,23 +42,72 @@ def backlog_key(stack: Stack) -> str | None:
     job=identity_ingestion_job,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingest identity events as soon as a spoke's outbox or the bus holds some.",
+    description=(
+        "Observe how fresh customer_identity is, and launch a catch-up ingestion run when identity"
+        " events wait longer than HUBSPOKE_CATCH_UP_AFTER_S (no `hubspoke consume --follow` running)."
+    ),
 )
 def identity_events_sensor(
     context: dg.SensorEvaluationContext, hubspoke: HubspokeResource
-) -> dg.RunRequest | dg.SkipReason:
-    """Request an ingestion run when identity events wait and no ingestion run is queued."""
+) -> dg.SensorResult | dg.SkipReason:
+    """Record each new identity table version as an observation; catch up a stalled backlog."""
     try:
         stack = hubspoke.stack(create=False)
     except HomeNotFound as exc:
         return dg.SkipReason(str(exc))
     with stack:
         key = backlog_key(stack)
+        lag_s = stack.identity_lag_s()
+        catch_up_after = stack.settings.catch_up_after_s
+        observations, cursor = _freshness(stack, context.cursor, lag_s)
     if key is None:
-        return dg.SkipReason("no identity events wait in the spokes' outboxes or on the bus")
+        return dg.SensorResult(
+            asset_events=observations,
+            cursor=cursor,
+            skip_reason="no identity events wait in the spokes' outboxes or on the bus",
+        )
+    if lag_s < catch_up_after:
+        return dg.SensorResult(
+            asset_events=observations,
+            cursor=cursor,
+            skip_reason=f"events wait {lag_s:.1f}s, under {catch_up_after:g}s: the consumer has them",
+        )
     queued = context.instance.get_runs_count(
         dg.RunsFilter(job_name=identity_ingestion_job.name, statuses=_NOT_YET_INGESTING)
     )
     if queued:
-        return dg.SkipReason("an ingestion run that has not started yet will take these events")
-    return dg.RunRequest(run_key=f"identity-backlog {key}")
+        return dg.SensorResult(
+            asset_events=observations,
+            cursor=cursor,
+            skip_reason="an ingestion run that has not started yet will take these events",
+        )
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"identity-backlog {key}")],
+        asset_events=observations,
+        cursor=cursor,
+    )
+
+
+def _freshness(
+    stack: Stack, cursor: str | None, lag_s: float
+) -> tuple[list[dg.AssetObservation], str]:
+    """An observation per identity table whose Delta version moved since the last tick."""
+    seen = json.loads(cursor) if cursor else {}
+    observations = []
+    for contract in stack.catalog.identities():
+        table = stack.lake.table(contract)
+        version = table.version()
+        if seen.get(contract.table_name) != version:
+            seen[contract.table_name] = version
+            observations.append(
+                dg.AssetObservation(
+                    asset_key=contract.table_name,
+                    metadata={
+                        "delta_version": dg.MetadataValue.int(version),
+                        "lag_s": dg.MetadataValue.float(lag_s),
+                        "pending": dg.MetadataValue.int(stack.hub.pending()),
+                        "dagster/row_count": dg.MetadataValue.int(table.count()),
+                    },
+                )
+            )
+    return observations, json.dumps(seen, sort_keys=True)

@@ -1,5 +1,6 @@
-"""The identity sensor asks for an ingestion run exactly when identity events wait."""
+"""The identity sensor observes freshness and launches a catch-up run only for a stalled backlog."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,6 @@ import pytest
 from hubspoke.config import Settings
 from hubspoke.stack import Stack
 from pipelines.assets import ingest_identity_events
-from pipelines.definitions import defs
 from pipelines.jobs import identity_ingestion_job
 from pipelines.resources import HubspokeResource
 from pipelines.sensors import identity_events_sensor
@@ -19,38 +19,64 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def _tick(instance: dg.DagsterInstance, home: Path) -> dg.RunRequest | dg.SkipReason:
+def _tick(instance: dg.DagsterInstance, home: Path, cursor: str | None = None) -> dg.SensorResult:
     context = dg.build_sensor_context(
-        instance=instance, resources={"hubspoke": HubspokeResource(home=str(home))}
+        instance=instance,
+        cursor=cursor,
+        resources={"hubspoke": HubspokeResource(home=str(home))},
     )
     return identity_events_sensor(context)
 
 
-def test_requests_a_run_while_events_wait(instance: dg.DagsterInstance, home: Path) -> None:
-    request = _tick(instance, home)
-    assert isinstance(request, dg.RunRequest)
-    assert request.run_key
+def test_stalled_backlog_launches_a_catch_up_run(
+    instance: dg.DagsterInstance, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBSPOKE_CATCH_UP_AFTER_S", "0")
+    result = _tick(instance, home)
+    [request] = result.run_requests
+    assert request.run_key and request.run_key.startswith("identity-backlog")
     assert identity_events_sensor.job_name == identity_ingestion_job.name
 
 
-def test_requests_a_run_for_events_relayed_but_not_ingested(
-    instance: dg.DagsterInstance, home: Path
+def test_events_relayed_but_not_ingested_count_as_backlog(
+    instance: dg.DagsterInstance, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HUBSPOKE_CATCH_UP_AFTER_S", "0")
     with Stack.open(Settings(home=home)) as stack:
         assert stack.relay() > 0
         assert stack.hub.pending() > 0
-    request = _tick(instance, home)
-    assert isinstance(request, dg.RunRequest)
+    [request] = _tick(instance, home).run_requests
     assert "bus:" in (request.run_key or "")
 
 
-def test_skips_when_nothing_waits(
+def test_fresh_backlog_is_left_to_the_running_consumer(
+    instance: dg.DagsterInstance, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBSPOKE_CATCH_UP_AFTER_S", "3600")
+    result = _tick(instance, home)
+    assert not result.run_requests
+    assert "the consumer has them" in str(result.skip_reason)
+
+
+def test_observes_each_new_identity_version_once(
     instance: dg.DagsterInstance, home: Path, resources: dict[str, HubspokeResource]
 ) -> None:
+    first = _tick(instance, home)
+    [observation] = first.asset_events
+    assert observation.asset_key == dg.AssetKey("customer_identity")
+    assert observation.metadata["lag_s"].value > 0
+    assert observation.metadata["pending"].value == 0  # still in the spokes' outboxes
+
+    again = _tick(instance, home, first.cursor)
+    assert not again.asset_events, "same version, no new observation"
+
     dg.materialize([ingest_identity_events], resources=resources)
-    skip = _tick(instance, home)
-    assert isinstance(skip, dg.SkipReason)
-    assert "no identity events" in (skip.skip_message or "")
+    after = _tick(instance, home, again.cursor)
+    [fresh] = after.asset_events
+    assert fresh.metadata["delta_version"].value > observation.metadata["delta_version"].value
+    assert fresh.metadata["lag_s"].value == 0
+    assert json.loads(after.cursor)["customer_identity"] == fresh.metadata["delta_version"].value
+    assert "no identity events" in str(after.skip_reason)
 
 
 def test_skips_without_creating_a_missing_home(
@@ -59,21 +85,3 @@ def test_skips_without_creating_a_missing_home(
     skip = _tick(instance, tmp_path / "nowhere")
     assert isinstance(skip, dg.SkipReason)
     assert not (tmp_path / "nowhere").exists()
-
-
-def test_new_events_get_a_new_run_key(instance: dg.DagsterInstance, home: Path) -> None:
-    first = _tick(instance, home)
-    assert _tick(instance, home).run_key == first.run_key  # same backlog, same key
-    with Stack.open(Settings(home=home)) as stack:
-        stack.spokes["support"].create_customer("Ada Lovelace", "ada@example.com")
-    assert _tick(instance, home).run_key != first.run_key
-
-
-def test_skips_while_an_ingestion_run_waits_to_start(
-    instance: dg.DagsterInstance, home: Path
-) -> None:
-    job = defs.resolve_job_def(identity_ingestion_job.name)
-    instance.create_run_for_job(job, status=dg.DagsterRunStatus.NOT_STARTED)
-    skip = _tick(instance, home)
-    assert isinstance(skip, dg.SkipReason)
-    assert "not started yet" in (skip.skip_message or "")
