@@ -31,8 +31,11 @@ class Settings:
     """HUBSPOKE_STACK (or `--stack` at creation): recorded in the home, so later commands agree."""
     schedule_timezone: str = "UTC"
     """HUBSPOKE_SCHEDULE_TZ: IANA time zone of the nightly sync at 02:00."""
-    batch_size: int = 5000
+    batch_size: int = 20000
     """HUBSPOKE_BATCH_SIZE: identity events per hub micro-batch."""
+    projection_interval_s: float = 5.0
+    """HUBSPOKE_PROJECTION_INTERVAL_S: under load, how often the hub merges the logged events
+    into customer_identity (every batch is in identity_events at once)."""
     catch_up_after_s: float = 10.0
     """HUBSPOKE_CATCH_UP_AFTER_S: identity events older than this, not yet ingested by a running
     `hubspoke consume --follow`, make the Dagster sensor launch a catch-up run."""
@@ -82,7 +85,7 @@ class Settings:
     def from_env(cls, home: Path | None = None, stack: str | None = None) -> Settings:
         """Settings from the environment; CLI flags (`home`, `stack`) win over variables."""
         env = os.environ
-        raw_batch = env.get("HUBSPOKE_BATCH_SIZE", "5000")
+        raw_batch = env.get("HUBSPOKE_BATCH_SIZE", "20000")
         if not raw_batch.isdigit():
             raise ConfigError(f"HUBSPOKE_BATCH_SIZE={raw_batch!r} must be a whole number")
         defaults = cls()
@@ -91,18 +94,23 @@ class Settings:
             stack=stack or env.get("HUBSPOKE_STACK", "embedded"),  # type: ignore[arg-type]
             schedule_timezone=env.get("HUBSPOKE_SCHEDULE_TZ", "UTC"),
             batch_size=int(raw_batch),
-            catch_up_after_s=_seconds(env.get("HUBSPOKE_CATCH_UP_AFTER_S", "10")),
+            projection_interval_s=_seconds(
+                "HUBSPOKE_PROJECTION_INTERVAL_S", env.get("HUBSPOKE_PROJECTION_INTERVAL_S", "5")
+            ),
+            catch_up_after_s=_seconds(
+                "HUBSPOKE_CATCH_UP_AFTER_S", env.get("HUBSPOKE_CATCH_UP_AFTER_S", "10")
+            ),
             rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
         )
 
 
-def _seconds(raw: str) -> float:
+def _seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not 0 <= value <= 86_400:
-        raise ConfigError(f"HUBSPOKE_CATCH_UP_AFTER_S={raw!r} must be a number of seconds, 0 to 86400")
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 to 86400")
     return value

@@ -26,22 +26,23 @@ class HomeNotFound(FileNotFoundError):
 class Stack:
     """Everything a Hubspoke installation is made of, opened from its home folder."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
+        """Open every part; `bus`, when given, replaces the stack's own (the stack closes it)."""
         self.settings = settings
         self.home = settings.home
         self.catalog = load_catalog()
         self.lake = Lake(self.home / "lake", self.catalog)
-        self.bus: EventBus = open_bus(settings)
+        self.bus: EventBus = bus if bus is not None else open_bus(settings)
         self.spokes: dict[str, Spoke] = open_spokes(settings)
-        self.hub = Hub(self.lake, self.bus, self.home / "hub")
+        self.hub = Hub(self.lake, self.bus, self.home / "hub", settings.projection_interval_s)
 
     @classmethod
-    def create(cls, settings: Settings) -> Stack:
-        """Open the stack at `settings.home`, creating whatever is missing."""
+    def create(cls, settings: Settings, bus: EventBus | None = None) -> Stack:
+        """Open the stack at `settings.home`, creating whatever is missing (`bus` as in __init__)."""
         if (settings.home / "lake").is_dir():
             settings = settings.recorded()  # an existing home keeps the stack it was made with
         settings.record()
-        stack = cls(settings)
+        stack = cls(settings, bus)
         stack.lake.create_tables()
         return stack
 

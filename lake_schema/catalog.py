@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
@@ -24,11 +24,14 @@ class Catalog:
     def __iter__(self) -> Iterator[Contract]:
         return iter(self.contracts.values())
 
+    @cached_property
+    def _by_any_name(self) -> dict[str, Contract]:
+        return {n: c for c in self.contracts.values() for n in (c.name, c.table_name)}
+
     def get(self, name: str) -> Contract:
         """The contract called `name` (CamelCase or snake_case table name)."""
-        for c in self.contracts.values():
-            if name in (c.name, c.table_name):
-                return c
+        if name in self._by_any_name:
+            return self._by_any_name[name]
         raise ContractError(
             f"no contract named {name!r}; known: {', '.join(sorted(self.contracts))}"
         )

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -143,7 +144,7 @@ class Contract(BaseModel):
             raise ValueError(f"{self.name}: version {self.version!r} must be MAJOR.MINOR.PATCH")
         return self
 
-    @property
+    @cached_property
     def table_name(self) -> str:
         """The lake folder and SQL name of this contract: its name in snake_case."""
         return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()

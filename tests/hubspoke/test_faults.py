@@ -21,6 +21,11 @@ from hubspoke.stack import Stack
 FIELDS = ("name", "email", "created_at", "updated_at", "deleted", "deleted_at")
 
 
+def log_commits(home: Path) -> int:
+    """Commits in the identity_events log so far."""
+    return len(list((home / "lake" / "identity_events" / "_delta_log").glob("*.json")))
+
+
 def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with Stack.create(Settings(home=home)) as stack:
@@ -34,15 +39,30 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(tmp_p
     rng = random.Random(5)
     kills = 0
     for _ in range(4):
-        consumer = subprocess.Popen([sys.executable, "-m", "hubspoke.cli", "consume"], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 3.0))
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "hubspoke.cli", "consume"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Kill once the consumer has committed something, at a random moment of its next batches.
+        commits = log_commits(home)
+        deadline = time.monotonic() + 60
+        while log_commits(home) == commits and consumer.poll() is None:
+            assert time.monotonic() < deadline, "the consumer never committed"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.3))
         if consumer.poll() is None:
             consumer.send_signal(signal.SIGKILL)
             kills += 1
         consumer.wait()
-    subprocess.run([sys.executable, "-m", "hubspoke.cli", "consume"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "hubspoke.cli", "consume"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=300,
+    )
     assert kills >= 1, "the consumer finished before any kill: make the backlog larger"
 
     with Stack.open(Settings(home=home)) as stack:
@@ -53,7 +73,8 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(tmp_p
         status = stack.status()["events"]
         assert status["pending"] == 0 and status["parked"] == 0
         assert status["received"] == sum(
-            status[k] for k in ("applied", "duplicate", "stale", "parked", "dead_lettered"))
+            status[k] for k in ("applied", "duplicate", "stale", "parked", "dead_lettered")
+        )
 
         by_id = defaultdict(list)
         for e in published:
@@ -66,4 +87,5 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(tmp_p
         for spoke in stack.spokes.values():
             for copy in spoke.identities():
                 assert {k: copy[k] for k in ("name", "email", "deleted", "updated_at")} == {
-                    k: lake[copy["id"]][k] for k in ("name", "email", "deleted", "updated_at")}
+                    k: lake[copy["id"]][k] for k in ("name", "email", "deleted", "updated_at")
+                }

@@ -163,19 +163,34 @@ def test_malformed_event_is_dead_lettered_with_reason_and_consumer_goes_on(
     assert stack.hub.pending() == 0
 
 
-def test_crash_after_log_commit_is_recovered_without_double_apply(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("crash_point", "redelivered"),
+    [
+        ("before_log_commit", False),
+        ("after_log_commit_before_ack", True),
+        ("before_identity_merge", False),
+        ("during_broadcast", False),
+    ],
+)
+def test_crash_anywhere_in_a_batch_is_recovered_without_loss_or_double_apply(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, crash_point: str, redelivered: bool
 ) -> None:
     Simulator(stack, seed=5).seed(10)
-    sim = Simulator(stack, seed=6)
-    sim.run(60)
+    Simulator(stack, seed=6).run(60)
     stack.relay()
     pending = stack.hub.pending()
+    logged_before = stack.lake.table("identity_events").count()
 
     def crash(*args: object, **kwargs: object) -> None:
-        raise SystemExit("killed between the log commit and the identity merge")
+        raise SystemExit(f"killed at {crash_point}")
 
-    monkeypatch.setattr(Hub, "_merge", crash)
+    target = {
+        "before_log_commit": (stack.hub.log, "append"),
+        "after_log_commit_before_ack": (stack.bus, "ack"),
+        "before_identity_merge": (Hub, "_merge"),
+        "during_broadcast": (Hub, "_broadcast"),
+    }[crash_point]
+    monkeypatch.setattr(*target, crash)
     with pytest.raises(SystemExit):
         stack.hub.drain()
     monkeypatch.undo()
@@ -185,11 +200,11 @@ def test_crash_after_log_commit_is_recovered_without_double_apply(
     stack.deliver_broadcasts()
 
     status = stack.status()["events"]
-    # The crashed batch was logged but not acknowledged: its redelivery is recorded as duplicates.
-    assert status["duplicate"] == pending
+    assert status["duplicate"] == (pending if redelivered else 0)
+    assert status["pending"] == 0
     log = stack.lake.table("identity_events").read().to_pylist()
-    applied = [r["event_id"] for r in log if r["disposition"] == "applied"]
-    assert len(applied) == len(set(applied))
+    final = [r["event_id"] for r in log if r["disposition"] != "duplicate"]
+    assert len(final) == len(set(final)) == logged_before + pending
     lake = identity_state(stack)
     for spoke in stack.spokes.values():
         for copy in spoke.identities():
