@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.NAME [--scale N] [--json PATH]`; ratios against a baseline run alongside."""
