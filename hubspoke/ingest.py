@@ -198,7 +198,13 @@ class Hub:
     def seen(self) -> set[str]:
         """Event ids already logged or parked (loaded once per process, then kept current)."""
         if self._seen is None:
-            self._logged_ids = set(self.log.read(columns=["event_id"])["event_id"].to_pylist())
+            # Only final dispositions: a duplicate row may stand for a copy whose original still
+            # waits in the parked table, and that original must not be dropped as done.
+            self._logged_ids = set(
+                self.log.read(columns=["event_id"], where=pl.col("disposition") != DUPLICATE)[
+                    "event_id"
+                ].to_pylist()
+            )
             parked = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
             self._seen = self._logged_ids | set(parked)
         return self._seen
@@ -284,7 +290,7 @@ class Hub:
         self.bus.ack(IDENTITY_TOPIC, HUB_SUBSCRIBER, deliveries)
 
         logged = {r["event_id"] for r in log_rows}
-        self._logged_ids |= logged
+        self._logged_ids |= {r["event_id"] for r in log_rows if r["disposition"] != DUPLICATE}
         seen |= logged | {p["event_id"] for p in new_parked}
         for entity, states in changed.items():
             report.broadcast += self._broadcast(self.lake.catalog.identity(entity), states)
