@@ -1,8 +1,8 @@
-"""The spoke interface and its SQLite implementation: local writes, outbox, broadcasts, extraction."""
+"""The spoke interface and its implementation on any `Database`: local writes, outbox, broadcasts,
+extraction. The SQL here is written once, with `?` placeholders; `spokes.databases` adapts it."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -14,18 +14,7 @@ from random import Random
 from typing import Any
 
 from hubspoke.events import IdentityEvent
-
-_OUTBOX = """
-CREATE TABLE IF NOT EXISTS hubspoke_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    body TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    published_at TEXT
-);
-CREATE INDEX IF NOT EXISTS hubspoke_outbox_unpublished ON hubspoke_outbox (seq)
-    WHERE published_at IS NULL;
-"""
+from spokes.databases import Database, Engine, Row, SqliteDatabase
 
 
 @dataclass(frozen=True)
@@ -49,7 +38,9 @@ class DomainChanges:
 class LocalSchema:
     """Where a spoke keeps identity and domain data, in its own names."""
 
-    ddl: str
+    ddl: dict[Engine, str]
+    """Engine -> the statements creating the local tables in that engine's types; the spoke runs
+    only on the engines listed here."""
     identity_table: str
     identity_key: str
     hub_version: str
@@ -69,23 +60,27 @@ class Spoke(ABC):
     what the spoke's own application calls: each writes the local change and, for identity
     changes, an outbox event in one transaction. Integration goes through `outbox`,
     `mark_published`, `apply_broadcast` and `extract_changes`.
+
+    `db` is the spoke's local `Database` (a SQLite file when the spoke is given a path).
     """
 
     name: str
     schema: LocalSchema
     entity = "customer"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._con.row_factory = sqlite3.Row
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.executescript(self.schema.ddl + _OUTBOX)
+    def __init__(self, database: Database | Path) -> None:
+        self.db = database if isinstance(database, Database) else SqliteDatabase(database)
+        ddl = self.schema.ddl.get(self.db.engine)
+        if ddl is None:
+            raise ValueError(
+                f"the {self.name} spoke has no schema for {self.db.engine};"
+                f" it runs on {', '.join(self.schema.ddl)}"
+            )
+        self.db.executescript(ddl + self.db.outbox_ddl)
 
     def close(self) -> None:
         """Close the local database."""
-        self._con.close()
+        self.db.close()
 
     # --- anti-corruption layer: local encodings <-> contract values -------------------------
 
@@ -120,15 +115,10 @@ class Spoke(ABC):
         return datetime.now(UTC)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         """One local transaction; outbox rows written inside it commit with the change."""
-        self._con.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._con
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+        with self.db.transaction() as db:
+            yield db
 
     def create_customer(self, name: str, email: str, domain: dict[str, Any] | None = None) -> str:
         """Create a customer locally (and its domain row, when given); returns its new id."""
@@ -143,11 +133,11 @@ class Spoke(ABC):
             "updated_at": at,
             "deleted": False,
         }
-        with self.transaction() as con:
-            self._insert_identity(con, state, hub_version=0)
+        with self.transaction() as db:
+            self._insert_identity(db, state, hub_version=0)
             if domain is not None:
-                self._upsert_domain(con, customer_id, domain, at)
-            self._emit(con, "created", customer_id, at, {"name": name, "email": email})
+                self._upsert_domain(db, customer_id, domain, at)
+            self._emit(db, "created", customer_id, at, {"name": name, "email": email})
         return customer_id
 
     def update_customer(
@@ -157,48 +147,51 @@ class Spoke(ABC):
         s = self.schema
         cols = s.identity_columns
         at = self.now()
-        with self.transaction() as con:
-            row = self._identity_row(con, customer_id)
+        with self.transaction() as db:
+            row = self._identity_row(db, customer_id)
             if row is None:
                 raise KeyError(f"{self.name}: no customer {customer_id!r}")
             new = {"name": name or row[cols["name"]], "email": email or row[cols["email"]]}
-            con.execute(
+            db.execute(
                 f"UPDATE {s.identity_table} SET {cols['name']} = ?, {cols['email']} = ?,"
                 f" {cols['updated_at']} = ? WHERE {s.identity_key} = ?",
                 (new["name"], new["email"], self.stamp_to_local(at), customer_id),
             )
-            self._emit(con, "updated", customer_id, at, new)
+            self._emit(db, "updated", customer_id, at, new)
 
     def delete_customer(self, customer_id: str) -> None:
         """Delete a customer locally (soft, with its domain row) and announce it."""
         at = self.now()
-        with self.transaction() as con:
-            if self._identity_row(con, customer_id) is None:
+        with self.transaction() as db:
+            if self._identity_row(db, customer_id) is None:
                 raise KeyError(f"{self.name}: no customer {customer_id!r}")
-            self._mark_deleted(con, customer_id, at)
-            self._emit(con, "deleted", customer_id, at, None)
+            self._mark_deleted(db, customer_id, at)
+            self._emit(db, "deleted", customer_id, at, None)
 
     def save_domain(self, customer_id: str, values: dict[str, Any]) -> None:
         """Insert or change the spoke's domain row of a customer (local column names)."""
-        with self.transaction() as con:
-            self._upsert_domain(con, customer_id, values, self.now())
+        with self.transaction() as db:
+            self._upsert_domain(db, customer_id, values, self.now())
 
     # --- integration -------------------------------------------------------------------------
 
     def outbox(self, limit: int = 1000) -> list[OutboxMessage]:
-        """Unpublished outbox events, in commit order."""
-        rows = self._con.execute(
+        """Unpublished outbox events, in commit order (on servers: insert order, see
+        `spokes.databases` for when that differs)."""
+        rows = self.db.fetchall(
             "SELECT seq, body FROM hubspoke_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
             (limit,),
-        ).fetchall()
+        )
         return [OutboxMessage(seq=r["seq"], body=r["body"].encode()) for r in rows]
 
     def mark_published(self, messages: Sequence[OutboxMessage]) -> None:
         """Record that the bus confirmed these outbox events."""
-        self._con.executemany(
-            "UPDATE hubspoke_outbox SET published_at = ? WHERE seq = ?",
-            [(self.now().isoformat(), m.seq) for m in messages],
-        )
+        at = self.now().isoformat()
+        with self.transaction() as db:  # one commit for the batch, not one per event
+            db.executemany(
+                "UPDATE hubspoke_outbox SET published_at = ? WHERE seq = ?",
+                [(at, m.seq) for m in messages],
+            )
 
     def apply_broadcast(self, states: Sequence[dict[str, Any]]) -> int:
         """Apply resolved identity states from the hub when newer than the local copy.
@@ -207,17 +200,17 @@ class Spoke(ABC):
         so redelivered or reordered broadcasts cannot roll a customer back.
         """
         applied = 0
-        with self.transaction() as con:
+        with self.transaction() as db:
             for state in states:
-                row = self._identity_row(con, state["id"])
+                row = self._identity_row(db, state["id"])
                 if row is None:
-                    self._insert_identity(con, state, hub_version=state["version"])
+                    self._insert_identity(db, state, hub_version=state["version"])
                 elif row[self.schema.hub_version] < state["version"]:
-                    self._overwrite_identity(con, state)
+                    self._overwrite_identity(db, state)
                 else:
                     continue
                 if state["deleted"]:
-                    self._soft_delete_domain(con, state["id"], self.now())
+                    self._soft_delete_domain(db, state["id"], self.now())
                 applied += 1
         return applied
 
@@ -232,13 +225,13 @@ class Spoke(ABC):
         upserts: list[dict[str, Any]] = []
         deleted: list[str] = []
         high: datetime | None = None
-        for row in self._con.execute(sql + f" ORDER BY {s.domain_updated}", params):
+        for row in self.db.fetchall(sql + f" ORDER BY {s.domain_updated}", params):
             stamp = self.stamp_from_local(row[s.domain_updated])
             high = stamp if high is None or stamp > high else high
             if row["hubspoke_deleted"]:
                 deleted.append(row[s.domain_key])
             else:
-                upserts.append(self.domain_to_contract(dict(row)))
+                upserts.append(self.domain_to_contract(row))
         return DomainChanges(upserts, deleted, high)
 
     def fetch_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -248,8 +241,8 @@ class Spoke(ABC):
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
             out += [
-                self.domain_to_contract(dict(r))
-                for r in self._con.execute(
+                self.domain_to_contract(r)
+                for r in self.db.fetchall(
                     f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IN ({marks})"
                     f" AND NOT ({s.domain_deleted})",
                     chunk,
@@ -261,8 +254,8 @@ class Spoke(ABC):
         """Key -> last change time of every live domain row (for reconciliation)."""
         s = self.schema
         return {
-            r[0]: self.stamp_from_local(r[1])
-            for r in self._con.execute(
+            r[s.domain_key]: self.stamp_from_local(r[s.domain_updated])
+            for r in self.db.fetchall(
                 f"SELECT {s.domain_key}, {s.domain_updated} FROM {s.domain_table}"
                 f" WHERE NOT ({s.domain_deleted})"
             )
@@ -272,7 +265,7 @@ class Spoke(ABC):
         """Every identity the spoke holds, in contract shape (for reconciliation and tests)."""
         return [
             self._identity_from_row(r)
-            for r in self._con.execute(f"SELECT * FROM {self.schema.identity_table}")
+            for r in self.db.fetchall(f"SELECT * FROM {self.schema.identity_table}")
         ]
 
     def pick_live_customer(self, rng: Random) -> str | None:
@@ -282,35 +275,35 @@ class Spoke(ABC):
         probe = str(uuid.UUID(int=rng.getrandbits(128)))
         live = f"{s.identity_columns['deleted']} = ?"
         for bound in (f"{s.identity_key} >= ?", f"{s.identity_key} < ?"):
-            row = self._con.execute(
+            row = self.db.fetchone(
                 f"SELECT {s.identity_key} FROM {s.identity_table} WHERE {bound} AND {live}"
                 f" ORDER BY {s.identity_key} LIMIT 1",
                 (probe, self.flag_to_local(False)),
-            ).fetchone()
+            )
             if row is not None:
-                return row[0]
+                return row[s.identity_key]
         return None
 
     def has_domain_row(self, customer_id: str) -> bool:
         """Whether the spoke keeps live domain data about the customer."""
         s = self.schema
         return (
-            self._con.execute(
+            self.db.fetchone(
                 f"SELECT 1 FROM {s.domain_table} WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
                 (customer_id,),
-            ).fetchone()
+            )
             is not None
         )
 
     # --- local SQL -----------------------------------------------------------------------------
 
-    def _identity_row(self, con: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+    def _identity_row(self, db: Database, customer_id: str) -> Row | None:
         s = self.schema
-        return con.execute(
+        return db.fetchone(
             f"SELECT * FROM {s.identity_table} WHERE {s.identity_key} = ?", (customer_id,)
-        ).fetchone()
+        )
 
-    def _identity_from_row(self, row: sqlite3.Row) -> dict[str, Any]:
+    def _identity_from_row(self, row: Row) -> dict[str, Any]:
         cols = self.schema.identity_columns
         out = {field: row[col] for field, col in cols.items()}
         for field in ("created_at", "updated_at"):
@@ -330,61 +323,54 @@ class Spoke(ABC):
             for field, col in self.schema.identity_columns.items()
         }
 
-    def _insert_identity(
-        self, con: sqlite3.Connection, state: dict[str, Any], hub_version: int
-    ) -> None:
+    def _insert_identity(self, db: Database, state: dict[str, Any], hub_version: int) -> None:
         local = self._local_identity(state) | {self.schema.hub_version: hub_version}
-        con.execute(
+        db.execute(
             f"INSERT INTO {self.schema.identity_table} ({', '.join(local)})"
             f" VALUES ({', '.join('?' * len(local))})",
             tuple(local.values()),
         )
 
-    def _overwrite_identity(self, con: sqlite3.Connection, state: dict[str, Any]) -> None:
+    def _overwrite_identity(self, db: Database, state: dict[str, Any]) -> None:
         s = self.schema
         local = self._local_identity(state) | {s.hub_version: state["version"]}
         local.pop(s.identity_key)
-        con.execute(
+        db.execute(
             f"UPDATE {s.identity_table} SET {', '.join(f'{c} = ?' for c in local)}"
             f" WHERE {s.identity_key} = ?",
             (*local.values(), state["id"]),
         )
 
-    def _mark_deleted(self, con: sqlite3.Connection, customer_id: str, at: datetime) -> None:
+    def _mark_deleted(self, db: Database, customer_id: str, at: datetime) -> None:
         s = self.schema
         cols = s.identity_columns
         stamp = self.stamp_to_local(at)
-        con.execute(
+        db.execute(
             f"UPDATE {s.identity_table} SET {cols['deleted']} = ?, {cols['updated_at']} = ?"
             f" WHERE {s.identity_key} = ?",
             (self.flag_to_local(True), stamp, customer_id),
         )
-        self._soft_delete_domain(con, customer_id, at)
+        self._soft_delete_domain(db, customer_id, at)
 
-    def _soft_delete_domain(self, con: sqlite3.Connection, customer_id: str, at: datetime) -> None:
+    def _soft_delete_domain(self, db: Database, customer_id: str, at: datetime) -> None:
         s = self.schema
         values = self.soft_deleted_domain(at) | {s.domain_updated: self.stamp_to_local(at)}
-        con.execute(
+        db.execute(
             f"UPDATE {s.domain_table} SET {', '.join(f'{c} = ?' for c in values)}"
             f" WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
             (*values.values(), customer_id),
         )
 
     def _upsert_domain(
-        self, con: sqlite3.Connection, customer_id: str, values: dict[str, Any], at: datetime
+        self, db: Database, customer_id: str, values: dict[str, Any], at: datetime
     ) -> None:
         s = self.schema
         row = {s.domain_key: customer_id, **values, s.domain_updated: self.stamp_to_local(at)}
-        updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != s.domain_key)
-        con.execute(
-            f"INSERT INTO {s.domain_table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
-            f" ON CONFLICT ({s.domain_key}) DO UPDATE SET {updates}",
-            tuple(row.values()),
-        )
+        db.upsert(s.domain_table, s.domain_key, row)
 
     def _emit(
         self,
-        con: sqlite3.Connection,
+        db: Database,
         event_type: str,
         customer_id: str,
         at: datetime,
@@ -399,7 +385,7 @@ class Spoke(ABC):
             occurred_at=at,
             data=data,
         )
-        con.execute(
+        db.execute(
             "INSERT INTO hubspoke_outbox (event_id, body, created_at) VALUES (?, ?, ?)",
             (event.event_id, event.to_json(), at.isoformat()),
         )

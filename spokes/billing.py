@@ -8,27 +8,71 @@ from typing import Any
 
 from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
 
+_SQLITE = """
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    email_address TEXT NOT NULL,
+    created TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    hub_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS billing_accounts (
+    customer_id TEXT PRIMARY KEY,
+    vat_id TEXT,
+    terms_days INTEGER NOT NULL,   -- 0 means prepaid
+    modified TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS billing_accounts_modified ON billing_accounts (modified);
+"""
+
+_POSTGRES = """
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    email_address TEXT NOT NULL,
+    created TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    hub_version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS billing_accounts (
+    customer_id TEXT PRIMARY KEY,
+    vat_id TEXT,
+    terms_days INTEGER NOT NULL,   -- 0 means prepaid
+    modified TEXT COLLATE "C" NOT NULL, -- byte order: fixed-width ISO text sorts as instants
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS billing_accounts_modified ON billing_accounts (modified);
+"""
+
+_MARIADB = """
+CREATE TABLE IF NOT EXISTS customers (
+    id VARCHAR(36) PRIMARY KEY,    -- MariaDB cannot key a TEXT column
+    display_name TEXT NOT NULL,
+    email_address TEXT NOT NULL,
+    created CHAR(27) NOT NULL,     -- ISO-8601 UTC text, always 27 characters
+    origin VARCHAR(64) NOT NULL,
+    modified CHAR(27) NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    hub_version BIGINT NOT NULL DEFAULT 0
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS billing_accounts (
+    customer_id VARCHAR(36) PRIMARY KEY,
+    vat_id VARCHAR(64),
+    terms_days INTEGER NOT NULL,   -- 0 means prepaid
+    modified CHAR(27) NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0
+) ENGINE=InnoDB;
+CREATE INDEX IF NOT EXISTS billing_accounts_modified ON billing_accounts (modified);
+"""
+
 SCHEMA = LocalSchema(
-    ddl="""
-    CREATE TABLE IF NOT EXISTS customers (
-        id TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL,
-        email_address TEXT NOT NULL,
-        created TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        modified TEXT NOT NULL,
-        removed INTEGER NOT NULL DEFAULT 0,
-        hub_version INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE IF NOT EXISTS billing_accounts (
-        customer_id TEXT PRIMARY KEY,
-        vat_id TEXT,
-        terms_days INTEGER NOT NULL,   -- 0 means prepaid
-        modified TEXT NOT NULL,
-        removed INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX IF NOT EXISTS billing_accounts_modified ON billing_accounts (modified);
-    """,
+    ddl={"sqlite": _SQLITE, "postgres": _POSTGRES, "mariadb": _MARIADB},
     identity_table="customers",
     identity_key="id",
     hub_version="hub_version",

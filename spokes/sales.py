@@ -11,28 +11,74 @@ from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
 
 _REPS = ["Ada Byron", "Grace Hopper", "Alan Kay", "Barbara Liskov", "Ken Iverson", None]
 
+_SQLITE = """
+CREATE TABLE IF NOT EXISTS customer (
+    customer_id TEXT PRIMARY KEY,
+    full_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    is_deleted INTEGER NOT NULL DEFAULT 0,
+    hub_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS account (
+    customer_id TEXT PRIMARY KEY,
+    account_value TEXT NOT NULL,   -- decimal as text, exact
+    owner_rep TEXT,
+    credit_limit TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+CREATE INDEX IF NOT EXISTS account_updated_at ON account (updated_at);
+"""
+
+_POSTGRES = """
+CREATE TABLE IF NOT EXISTS customer (
+    customer_id TEXT PRIMARY KEY,
+    full_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    is_deleted INTEGER NOT NULL DEFAULT 0,
+    hub_version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS account (
+    customer_id TEXT PRIMARY KEY,
+    account_value TEXT NOT NULL,   -- decimal as text, exact
+    owner_rep TEXT,
+    credit_limit TEXT NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL, -- byte order: fixed-width ISO text sorts as instants
+    deleted_at TEXT
+);
+CREATE INDEX IF NOT EXISTS account_updated_at ON account (updated_at);
+"""
+
+_MARIADB = """
+CREATE TABLE IF NOT EXISTS customer (
+    customer_id VARCHAR(36) PRIMARY KEY,   -- MariaDB cannot key a TEXT column
+    full_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    created_at CHAR(27) NOT NULL,          -- ISO-8601 UTC text, always 27 characters
+    created_by VARCHAR(64) NOT NULL,
+    updated_at CHAR(27) NOT NULL,
+    is_deleted INTEGER NOT NULL DEFAULT 0,
+    hub_version BIGINT NOT NULL DEFAULT 0
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS account (
+    customer_id VARCHAR(36) PRIMARY KEY,
+    account_value VARCHAR(64) NOT NULL,    -- decimal as text, exact
+    owner_rep VARCHAR(255),
+    credit_limit VARCHAR(64) NOT NULL,
+    updated_at CHAR(27) NOT NULL,
+    deleted_at CHAR(27)
+) ENGINE=InnoDB;
+CREATE INDEX IF NOT EXISTS account_updated_at ON account (updated_at);
+"""
+
 SCHEMA = LocalSchema(
-    ddl="""
-    CREATE TABLE IF NOT EXISTS customer (
-        customer_id TEXT PRIMARY KEY,
-        full_name TEXT NOT NULL,
-        email TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        created_by TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        is_deleted INTEGER NOT NULL DEFAULT 0,
-        hub_version INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE IF NOT EXISTS account (
-        customer_id TEXT PRIMARY KEY,
-        account_value TEXT NOT NULL,   -- decimal as text, exact
-        owner_rep TEXT,
-        credit_limit TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        deleted_at TEXT
-    );
-    CREATE INDEX IF NOT EXISTS account_updated_at ON account (updated_at);
-    """,
+    ddl={"sqlite": _SQLITE, "postgres": _POSTGRES, "mariadb": _MARIADB},
     identity_table="customer",
     identity_key="customer_id",
     hub_version="hub_version",

@@ -12,27 +12,52 @@ from spokes.base import LocalSchema, Spoke
 TIERS = {"B": "basic", "S": "silver", "G": "gold", "P": "platinum"}
 """Legacy tier codes -> contract values; any other code breaks the contract and is quarantined."""
 
+_SQLITE = """
+CREATE TABLE IF NOT EXISTS CLIENT (
+    CLNT_NO TEXT PRIMARY KEY,
+    CLNT_NM TEXT NOT NULL,
+    E_MAIL TEXT NOT NULL,
+    CRT_TS INTEGER NOT NULL,   -- microseconds since 1970-01-01 UTC
+    CRT_SYS TEXT NOT NULL,
+    UPD_TS INTEGER NOT NULL,
+    DEL_FLG TEXT NOT NULL DEFAULT 'N',
+    HUB_VER INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS SUPP_PROF (
+    CLNT_NO TEXT PRIMARY KEY,
+    TIER_CD TEXT NOT NULL,     -- B, S, G, P
+    TKT_CNT TEXT NOT NULL,     -- ticket count, stored as text by the legacy app
+    LAST_CHG INTEGER NOT NULL, -- microseconds since 1970-01-01 UTC
+    DEL_FLG TEXT NOT NULL DEFAULT 'N'
+);
+CREATE INDEX IF NOT EXISTS SUPP_PROF_LAST_CHG ON SUPP_PROF (LAST_CHG);
+"""
+
+# No PostgreSQL variant: PostgreSQL folds the legacy app's unquoted upper-case names to lower
+# case, so rows would come back under other names than the ones this module reads.
+_MARIADB = """
+CREATE TABLE IF NOT EXISTS CLIENT (
+    CLNT_NO VARCHAR(36) PRIMARY KEY,  -- MariaDB cannot key a TEXT column
+    CLNT_NM TEXT NOT NULL,
+    E_MAIL TEXT NOT NULL,
+    CRT_TS BIGINT NOT NULL,           -- microseconds since 1970-01-01 UTC
+    CRT_SYS VARCHAR(64) NOT NULL,
+    UPD_TS BIGINT NOT NULL,
+    DEL_FLG CHAR(1) NOT NULL DEFAULT 'N',
+    HUB_VER BIGINT NOT NULL DEFAULT 0
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS SUPP_PROF (
+    CLNT_NO VARCHAR(36) PRIMARY KEY,
+    TIER_CD VARCHAR(8) NOT NULL,      -- B, S, G, P
+    TKT_CNT VARCHAR(32) NOT NULL,     -- ticket count, stored as text by the legacy app
+    LAST_CHG BIGINT NOT NULL,         -- microseconds since 1970-01-01 UTC
+    DEL_FLG CHAR(1) NOT NULL DEFAULT 'N'
+) ENGINE=InnoDB;
+CREATE INDEX IF NOT EXISTS SUPP_PROF_LAST_CHG ON SUPP_PROF (LAST_CHG);
+"""
+
 SCHEMA = LocalSchema(
-    ddl="""
-    CREATE TABLE IF NOT EXISTS CLIENT (
-        CLNT_NO TEXT PRIMARY KEY,
-        CLNT_NM TEXT NOT NULL,
-        E_MAIL TEXT NOT NULL,
-        CRT_TS INTEGER NOT NULL,   -- microseconds since 1970-01-01 UTC
-        CRT_SYS TEXT NOT NULL,
-        UPD_TS INTEGER NOT NULL,
-        DEL_FLG TEXT NOT NULL DEFAULT 'N',
-        HUB_VER INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE IF NOT EXISTS SUPP_PROF (
-        CLNT_NO TEXT PRIMARY KEY,
-        TIER_CD TEXT NOT NULL,     -- B, S, G, P
-        TKT_CNT TEXT NOT NULL,     -- ticket count, stored as text by the legacy app
-        LAST_CHG INTEGER NOT NULL, -- microseconds since 1970-01-01 UTC
-        DEL_FLG TEXT NOT NULL DEFAULT 'N'
-    );
-    CREATE INDEX IF NOT EXISTS SUPP_PROF_LAST_CHG ON SUPP_PROF (LAST_CHG);
-    """,
+    ddl={"sqlite": _SQLITE, "mariadb": _MARIADB},
     identity_table="CLIENT",
     identity_key="CLNT_NO",
     hub_version="HUB_VER",

@@ -1,24 +1,76 @@
-"""Spokes: local write + outbox in one transaction, idempotent broadcasts, anti-corruption layers."""
+"""Spokes on every engine they run on: local write + outbox in one transaction, idempotent
+broadcasts, anti-corruption layers."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from random import Random
 
 import pytest
 
 from hubspoke.bus import IDENTITY_TOPIC, SqliteBus
+from hubspoke.config import Settings
 from hubspoke.events import parse_event
 from lake_schema import load_catalog
 from spokes import SPOKE_KINDS, Spoke
+from spokes.databases import (
+    Database,
+    MariaDatabase,
+    PostgresDatabase,
+    SqliteDatabase,
+    format_placeholders,
+)
 from spokes.relay import relay_outbox
 
+SERVERS = {
+    "postgres": (PostgresDatabase, Settings().postgres_url),
+    "mariadb": (MariaDatabase, Settings().mariadb_url),
+}
+PAIRS = [
+    pytest.param(
+        (kind, engine),
+        id=f"{kind}-{engine}",
+        marks=[pytest.mark.services] if engine in SERVERS else [],
+    )
+    for kind in sorted(SPOKE_KINDS)
+    for engine in ("sqlite", "postgres", "mariadb")
+    if engine in SPOKE_KINDS[kind].schema.ddl
+]
+"""Every (spoke, engine) pair a spoke declares DDL for."""
 
-@pytest.fixture(params=sorted(SPOKE_KINDS), ids=sorted(SPOKE_KINDS))
-def spoke(request: pytest.FixtureRequest, tmp_path: Path) -> Spoke:
-    return SPOKE_KINDS[request.param](tmp_path / f"{request.param}.sqlite")
+
+@pytest.fixture(params=PAIRS)
+def spoke(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Spoke]:
+    kind, engine = request.param
+    with _database(request, engine, tmp_path / f"{kind}.sqlite") as db:
+        spoke = SPOKE_KINDS[kind](db)
+        yield spoke
+        spoke.close()
+
+
+@contextmanager
+def _database(request: pytest.FixtureRequest, engine: str, path: Path) -> Iterator[Database]:
+    """A new, empty database on `engine`: a file at `path`, or one on a server, dropped after."""
+    if engine == "sqlite":
+        yield SqliteDatabase(path)
+        return
+    request.getfixturevalue("services")
+    server, url = SERVERS[engine]
+    name = f"hubspoke_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield server.create(url, name)
+    finally:
+        server.drop(url, name)
+
+
+def test_spoke_runs_on_its_engine(spoke: Spoke, request: pytest.FixtureRequest) -> None:
+    assert (spoke.name, spoke.db.engine) == request.node.callspec.params["spoke"]
 
 
 def test_write_path_emits_valid_identity_events_in_commit_order(spoke: Spoke) -> None:
@@ -124,3 +176,35 @@ def test_outbox_body_is_the_wire_format(spoke: Spoke) -> None:
         "occurred_at",
         "data",
     }
+
+
+def test_local_change_and_outbox_event_commit_together(
+    spoke: Spoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*args: object) -> None:
+        raise RuntimeError("killed between the local write and the outbox insert")
+
+    monkeypatch.setattr(spoke, "_emit", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        spoke.create_customer("Di", "di@example.com", spoke.fake_domain(Random(1)))
+    monkeypatch.undo()
+    assert spoke.identities() == [] and spoke.outbox() == []
+    assert spoke.extract_changes(None).upserts == []
+
+
+def test_timestamps_keep_microseconds(spoke: Spoke) -> None:
+    at = datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)
+    spoke.now = lambda: at  # type: ignore[method-assign]
+    customer = spoke.create_customer("Ed", "ed@example.com", spoke.fake_domain(Random(2)))
+    [copy] = spoke.identities()
+    assert copy["created_at"] == copy["updated_at"] == at
+    assert spoke.domain_versions() == {customer: at}
+    assert spoke.extract_changes(at).upserts == []
+    assert len(spoke.extract_changes(at.replace(microsecond=0)).upserts) == 1
+
+
+def test_spoke_sql_placeholders_become_driver_placeholders() -> None:
+    sql = "SELECT * FROM t WHERE a = ? AND b LIKE 'x%?' AND c = ? -- 100%"
+    assert format_placeholders(sql) == (
+        "SELECT * FROM t WHERE a = %s AND b LIKE 'x%%?' AND c = %s -- 100%%"
+    )

@@ -1,0 +1,359 @@
+"""Spoke databases: one small adapter per engine (SQLite, PostgreSQL, MariaDB) behind one interface.
+
+Spoke SQL is written once, with `?` placeholders; the server adapters translate it to the `%s`
+style of psycopg and pymysql. What else differs between engines lives here: how a transaction
+starts, the upsert clause, and the outbox table's DDL. Each spoke's own tables have per-engine DDL
+next to its anti-corruption layer (`LocalSchema.ddl`).
+
+Outbox order: the relay reads the outbox by `seq`. On SQLite a write transaction holds the
+database's write lock from BEGIN IMMEDIATE to COMMIT, so `seq` order is commit order. On
+PostgreSQL (BIGSERIAL) and MariaDB (AUTO_INCREMENT) the number is drawn at insert time, not at
+commit: with concurrent writers to one spoke, a transaction holding a lower `seq` may commit after
+a higher one was already relayed. Nothing is lost (it is still unpublished and goes out on the
+next relay) and the hub orders by `occurred_at` anyway, but the relay's order is then not commit
+order. The demo's writers are single-threaded per spoke, so this is documented, not solved.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+import pymysql.cursors
+from psycopg.rows import dict_row
+
+from hubspoke.config import Settings
+
+if TYPE_CHECKING:
+    from spokes.base import Spoke
+
+Engine = Literal["sqlite", "postgres", "mariadb"]
+Row = dict[str, Any]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""Database names we create: interpolated into DDL (no driver binds identifiers), so checked."""
+
+
+class Database:
+    """One connection to a spoke's local database, in autocommit mode outside `transaction()`."""
+
+    engine: ClassVar[Engine]
+    outbox_ddl: ClassVar[str]
+    """The outbox table: events written in the same transaction as the local change."""
+    begin: ClassVar[str] = "BEGIN"
+
+    def __init__(self, connection: Any) -> None:
+        # psycopg, pymysql and sqlite3 connections all speak DB-API cursors returning dict rows.
+        self._con = connection
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One local transaction: everything executed inside commits together or not at all."""
+        self._run(self.begin).close()
+        try:
+            yield self
+        except BaseException:
+            self._con.rollback()
+            raise
+        self._con.commit()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement written with `?` placeholders."""
+        self._run(sql, params).close()
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query, as dicts keyed by column name."""
+        cursor = self._run(sql, params)
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of a query as a dict, or None."""
+        cursor = self._run(sql, params)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        cursor = self._con.cursor()
+        try:
+            cursor.executemany(self.placeholders(sql), [tuple(r) for r in rows])
+        finally:
+            cursor.close()
+
+    def executescript(self, script: str) -> None:
+        """Run `;`-separated DDL statements (none may hold a `;` of its own)."""
+        cursor = self._con.cursor()
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
+        """Insert `row` into `table`, or update every other column where `key` already exists."""
+        columns = list(row)
+        others = [c for c in columns if c != key]
+        self.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            f" {self._on_conflict(key, others)}",
+            tuple(row.values()),
+        )
+
+    def placeholders(self, sql: str) -> str:
+        """`sql` in the driver's placeholder style (spoke SQL is written with `?`)."""
+        return format_placeholders(sql)
+
+    def _on_conflict(self, key: str, others: list[str]) -> str:
+        return f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in others
+        )
+
+    def _run(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cursor = self._con.cursor()
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(self.placeholders(sql), tuple(params))
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+
+class SqliteDatabase(Database):
+    """A SQLite file (the embedded default, and billing's database in the local stack)."""
+
+    engine = "sqlite"
+    # BEGIN IMMEDIATE takes the write lock at once: seq order is commit order (see the module).
+    begin = "BEGIN IMMEDIATE"
+    outbox_ddl = """
+    CREATE TABLE IF NOT EXISTS hubspoke_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        published_at TEXT
+    );
+    CREATE INDEX IF NOT EXISTS hubspoke_outbox_unpublished ON hubspoke_outbox (seq)
+        WHERE published_at IS NULL;
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions, `transaction()` says where they are.
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        con.row_factory = _sqlite_dict
+        con.execute("PRAGMA journal_mode=WAL")
+        super().__init__(con)
+        self.path = path
+
+    def executescript(self, script: str) -> None:
+        """Run a DDL script."""
+        self._con.executescript(script)
+
+    def placeholders(self, sql: str) -> str:
+        """SQLite takes `?` as written."""
+        return sql
+
+
+class PostgresDatabase(Database):
+    """A database on a PostgreSQL server, through psycopg 3."""
+
+    engine = "postgres"
+    outbox_ddl = """
+    CREATE TABLE IF NOT EXISTS hubspoke_outbox (
+        seq BIGSERIAL PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        published_at TEXT
+    );
+    CREATE INDEX IF NOT EXISTS hubspoke_outbox_unpublished ON hubspoke_outbox (seq)
+        WHERE published_at IS NULL;
+    """
+    _DDL_LOCK = 0x6875627370  # advisory lock key for schema creation ("hubsp")
+
+    def __init__(self, url: str, **overrides: Any) -> None:
+        super().__init__(psycopg.connect(url, autocommit=True, row_factory=dict_row, **overrides))
+
+    @classmethod
+    def create(cls, server_url: str, name: str) -> PostgresDatabase:
+        """Connect to database `name` on the server of `server_url`, creating it if missing."""
+        _check_name(name)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            # Another process may create it between our check and our CREATE: that is fine.
+            created_meanwhile = (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation)
+            if found.fetchone() is None:
+                with suppress(*created_meanwhile):
+                    admin.execute(f'CREATE DATABASE "{name}"')
+        return cls(server_url, dbname=name)
+
+    @staticmethod
+    def drop(server_url: str, name: str) -> None:
+        """Drop database `name` on the server of `server_url`, if it exists."""
+        _check_name(name)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def executescript(self, script: str) -> None:
+        """Run a DDL script in one transaction, serialised with other processes doing the same."""
+        # Two processes opening the same spoke at once (sensor run, consumer) can both pass
+        # CREATE TABLE IF NOT EXISTS and collide in the catalogue; PostgreSQL DDL is
+        # transactional, so a transaction-scoped advisory lock makes the script run one at a time.
+        with self.transaction():
+            self.execute("SELECT pg_advisory_xact_lock(?)", (self._DDL_LOCK,))
+            super().executescript(script)
+
+
+class MariaDatabase(Database):
+    """A database on a MariaDB (or MySQL) server, through pymysql."""
+
+    engine = "mariadb"
+    # No partial indexes: (published_at, seq) serves `published_at IS NULL ORDER BY seq` too.
+    outbox_ddl = """
+    CREATE TABLE IF NOT EXISTS hubspoke_outbox (
+        seq BIGINT AUTO_INCREMENT PRIMARY KEY,
+        event_id VARCHAR(36) NOT NULL UNIQUE,
+        body MEDIUMTEXT NOT NULL,
+        created_at VARCHAR(40) NOT NULL,
+        published_at VARCHAR(40),
+        INDEX hubspoke_outbox_unpublished (published_at, seq)
+    ) ENGINE=InnoDB;
+    """
+
+    def __init__(self, url: str, database: str | None = None) -> None:
+        super().__init__(
+            pymysql.connect(
+                **_mysql_params(url, database),
+                charset="utf8mb4",
+                autocommit=True,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+        )
+
+    @classmethod
+    def create(cls, server_url: str, name: str) -> MariaDatabase:
+        """Connect to database `name` on the server of `server_url`, creating it if missing."""
+        _check_name(name)
+        admin = pymysql.connect(**_mysql_params(server_url), autocommit=True)
+        try:
+            with admin.cursor() as cursor:
+                # Binary collation: keys and ISO text stamps compare byte by byte, as on SQLite;
+                # the server default (utf8mb4_general_ci) would also make keys case-insensitive.
+                cursor.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}`"
+                    " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                )
+        finally:
+            admin.close()
+        return cls(server_url, name)
+
+    @staticmethod
+    def drop(server_url: str, name: str) -> None:
+        """Drop database `name` on the server of `server_url`, if it exists."""
+        _check_name(name)
+        admin = pymysql.connect(**_mysql_params(server_url), autocommit=True)
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            admin.close()
+
+    def _on_conflict(self, key: str, others: list[str]) -> str:
+        # The table's only unique key is `key`, so ON DUPLICATE KEY means the same as ON CONFLICT.
+        return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in others)
+
+
+LOCAL_ENGINES: dict[str, Engine] = {"sales": "postgres", "support": "mariadb", "billing": "sqlite"}
+"""Where each demo spoke lives in the local stack. At most one spoke per server: a server's
+database is named after the home's namespace alone, so two spokes there would share an outbox."""
+
+
+def open_local_spokes(settings: Settings) -> dict[str, Spoke]:
+    """The demo spokes of the local stack: sales on PostgreSQL, support on MariaDB, billing on
+    SQLite; the server databases are named after the home's namespace and created if missing."""
+    from spokes import SPOKE_KINDS  # spokes.base imports this module: import the kinds late
+
+    spokes: dict[str, Spoke] = {}
+    try:
+        for name, kind in SPOKE_KINDS.items():
+            spokes[name] = kind(_local_database(settings, name))
+    except BaseException:
+        for spoke in spokes.values():
+            spoke.close()
+        raise
+    return spokes
+
+
+def drop_local_databases(settings: Settings) -> None:
+    """Drop the local stack's server databases of this home (for tests; the CLI never does)."""
+    PostgresDatabase.drop(settings.postgres_url, settings.namespace)
+    MariaDatabase.drop(settings.mariadb_url, settings.namespace)
+
+
+def _local_database(settings: Settings, spoke: str) -> Database:
+    engine = LOCAL_ENGINES.get(spoke, "sqlite")
+    if engine == "postgres":
+        return PostgresDatabase.create(settings.postgres_url, settings.namespace)
+    if engine == "mariadb":
+        return MariaDatabase.create(settings.mariadb_url, settings.namespace)
+    return SqliteDatabase(settings.home / "spokes" / f"{spoke}.sqlite")
+
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|[?%]")
+
+
+@lru_cache(maxsize=1024)
+def format_placeholders(sql: str) -> str:
+    """`?` placeholders as `%s`, and every literal `%` doubled, as psycopg and pymysql expect."""
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group()
+        if token == "?":
+            return "%s"
+        return token.replace("%", "%%")  # a `%` alone, or inside a quoted literal
+
+    return _TOKENS.sub(swap, sql)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a usable database name (letters, digits, _; max 63)")
+
+
+def _mysql_params(url: str, database: str | None = None) -> dict[str, Any]:
+    """Connection arguments of a mysql:// URL; `database` replaces the one in its path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError(f"{url!r} is not a mysql:// or mariadb:// URL")
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": database or unquote(parts.path.lstrip("/")) or None,
+    }
+
+
+def _sqlite_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
