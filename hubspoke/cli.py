@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hubspoke.bus import BusUnavailable
 from hubspoke.config import ConfigError, Settings
 from hubspoke.ingest import UnknownDeadLetter
 from hubspoke.simulate import Simulator
@@ -41,6 +42,9 @@ Home = Annotated[
     ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
+BUS_RETRY_FIRST_S = 0.5
+BUS_RETRY_MAX_S = 10.0
+"""`consume --follow` retries an unavailable bus after 0.5 s, doubling up to 10 s."""
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout holding dagster.yaml (the demo runs `dagster dev` from there)."""
 
@@ -55,14 +59,20 @@ def _user_errors(command: F) -> F:
         except (HomeNotFound, ConfigError, ContractError, UnknownDeadLetter) as exc:
             errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except BusUnavailable as exc:  # not the user's input, but still one clear line
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return run  # type: ignore[return-value]
 
 
 StackOption = Annotated[
     str | None,
-    typer.Option("--stack", help="embedded (no services) or local (PostgreSQL, MariaDB, RabbitMQ"
-                 " on this machine); recorded in the home [env: HUBSPOKE_STACK]"),
+    typer.Option(
+        "--stack",
+        help="embedded (no services) or local (PostgreSQL, MariaDB, RabbitMQ"
+        " on this machine); recorded in the home [env: HUBSPOKE_STACK]",
+    ),
 ]
 
 
@@ -154,20 +164,32 @@ def consume(
     ] = 0.5,
 ) -> None:
     """Relay spoke outboxes, ingest identity events into the lake, and broadcast to the spokes."""
-    with _stack(home) as stack:
-        while True:
-            round_ = stack.propagate()
-            ingest = round_["ingest"]
-            if ingest.received or not follow:
-                console.print(
-                    f"received {ingest.received}: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(ingest.dispositions.items()))
-                    + f", dead-lettered {ingest.dead_lettered}; broadcast {ingest.broadcast};"
-                    f" max lag {ingest.max_lag_s:.2f}s"
-                )
+    backoff = BUS_RETRY_FIRST_S
+    while True:
+        try:
+            with _stack(home) as stack:
+                while True:
+                    round_ = stack.propagate()
+                    backoff = BUS_RETRY_FIRST_S
+                    ingest = round_["ingest"]
+                    if ingest.received or not follow:
+                        console.print(
+                            f"received {ingest.received}: "
+                            + ", ".join(f"{k} {v}" for k, v in sorted(ingest.dispositions.items()))
+                            + f", dead-lettered {ingest.dead_lettered}; broadcast {ingest.broadcast};"
+                            f" max lag {ingest.max_lag_s:.2f}s"
+                        )
+                    if not follow:
+                        return
+                    time.sleep(interval)
+        except BusUnavailable as exc:
             if not follow:
-                return
-            time.sleep(interval)
+                raise
+            # The stack is reopened after the pause: a new connection, and a hub whose in-memory
+            # state is rebuilt from the lake (a batch may have failed between commit and ack).
+            errors.print(f"{exc}; retrying in {backoff:g}s", highlight=False, soft_wrap=True)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, BUS_RETRY_MAX_S)
 
 
 @app.command()
@@ -234,8 +256,12 @@ def dead_letters_list(
     for col in ("id", "received", "reason", "message"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["dead_letter_id"], r["received_at"].isoformat(timespec="seconds"),
-                      r["reason"], r["body"][:80])
+        table.add_row(
+            r["dead_letter_id"],
+            r["received_at"].isoformat(timespec="seconds"),
+            r["reason"],
+            r["body"][:80],
+        )
     console.print(table)
 
 

@@ -281,6 +281,9 @@ class Hub:
             step="ingest",
             batch=batch,
         )
+        # Known from the commit on: a retry of this batch in this process must see them as seen.
+        self._logged_ids |= {r["event_id"] for r in log_rows if r["disposition"] != DUPLICATE}
+        seen |= {r["event_id"] for r in log_rows} | {p["event_id"] for p in new_parked}
         for entity, states in changed.items():
             key = self.lake.catalog.identity(entity).key_fields[0]
             self._overlay[entity].update({s[key]: s for s in states})
@@ -289,9 +292,6 @@ class Hub:
             self.parked.delete_where(_in("event_id", released), step="release parked")
         self.bus.ack(IDENTITY_TOPIC, HUB_SUBSCRIBER, deliveries)
 
-        logged = {r["event_id"] for r in log_rows}
-        self._logged_ids |= {r["event_id"] for r in log_rows if r["disposition"] != DUPLICATE}
-        seen |= logged | {p["event_id"] for p in new_parked}
         for entity, states in changed.items():
             report.broadcast += self._broadcast(self.lake.catalog.identity(entity), states)
         self._save_checkpoint(broadcast_batch=batch)

@@ -27,7 +27,9 @@ def build_reconciliation_check(contract: Contract) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=rec.ok,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=None if rec.ok else (
+            description=None
+            if rec.ok
+            else (
                 f"{len(rec.missing_in_lake)} missing in the lake, {len(rec.extra_in_lake)} only"
                 f" in the lake, {len(rec.differing)} differing"
             ),
@@ -75,7 +77,10 @@ def build_convergence_check(contract: Contract) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "identities": dg.MetadataValue.int(len(at_hub)),
-                **{f"behind_at_{name}": dg.MetadataValue.int(len(ids)) for name, ids in behind.items()},
+                **{
+                    f"behind_at_{name}": dg.MetadataValue.int(len(ids))
+                    for name, ids in behind.items()
+                },
                 "first_behind": first_keys(sorted({k for ids in behind.values() for k in ids})),
             },
         )

@@ -66,7 +66,8 @@ def identity_events_sensor(
             cursor=cursor,
             skip_reason="no identity events wait in the spokes' outboxes or on the bus",
         )
-    if lag_s < catch_up_after:
+    # A broker may not say how old its backlog is (RabbitMQ): unknown age counts as stalled.
+    if 0 < lag_s < catch_up_after:
         return dg.SensorResult(
             asset_events=observations,
             cursor=cursor,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, EventBus
+from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, BusUnavailable, EventBus
 from hubspoke.events import decode_broadcast
 from spokes.base import Spoke
 
@@ -11,11 +11,20 @@ def relay_outbox(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
     """Publish the spoke's unpublished outbox events in commit order; returns how many.
 
     An event is marked published only after the bus confirmed it, so a crash in between
-    publishes it again; the hub drops the copy by event id.
+    publishes it again; the hub drops the copy by event id. When the bus is unavailable the
+    relay stops at the batch that failed and raises BusUnavailable saying how far it got: that
+    batch and everything after it stay in the outbox, in order, for the next call. The spoke's
+    own writes never wait for the bus (the outbox is local).
     """
     relayed = 0
     while messages := spoke.outbox(batch_size):
-        bus.publish(IDENTITY_TOPIC, [m.body for m in messages])
+        try:
+            bus.publish(IDENTITY_TOPIC, [m.body for m in messages])
+        except BusUnavailable as exc:
+            raise BusUnavailable(
+                f"{spoke.name} outbox: relayed {relayed} events, the rest wait for the next"
+                f" relay: {exc}"
+            ) from exc
         spoke.mark_published(messages)
         relayed += len(messages)
     return relayed

@@ -30,7 +30,9 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         self.snapshot = snapshot
 
     async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket,
+        self,
+        request: Request | WebSocket,
+        response: Response | WebSocket,
     ) -> RequestContext:
         """A context over the current view (checking the lake for changes runs in a thread)."""
         return RequestContext(await asyncio.to_thread(self.snapshot.current))
@@ -40,15 +42,19 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     """The API of the lake under `settings.home`: GraphQL and GraphiQL at /graphql."""
     root = settings.home / "lake"
     if not root.is_dir():
-        raise HomeNotFound(f"no Hubspoke lake at {root.resolve()}; create one with"
-                           f" `hubspoke demo --no-serve --home {settings.home}` or `hubspoke init`")
+        raise HomeNotFound(
+            f"no Hubspoke lake at {root.resolve()}; create one with"
+            f" `hubspoke demo --no-serve --home {settings.home}` or `hubspoke init`"
+        )
     catalog = catalog or load_catalog()
     contracts = [c for i in catalog.identities() for c in [i, *catalog.extensions(i.entity)]]
     snapshot = Snapshot(Lake(root, catalog), contracts)
-    app = Starlette(routes=[
-        Route("/graphql", LakeGraphQL(build_schema(catalog), snapshot)),
-        Route("/", lambda _: RedirectResponse("/graphql")),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/graphql", LakeGraphQL(build_schema(catalog), snapshot)),
+            Route("/", lambda _: RedirectResponse("/graphql")),
+        ]
+    )
     app.state.snapshot = snapshot
     return app
 

@@ -28,7 +28,8 @@ class RequestContext:
         loader = self.loaders.get(contract.table_name)
         if loader is None:
             loader = self.loaders[contract.table_name] = DataLoader(
-                load_fn=lambda keys: self._load(contract, keys))
+                load_fn=lambda keys: self._load(contract, keys)
+            )
         return loader
 
     async def _load(self, contract: Contract, keys: Sequence[str]) -> list[Row | None]:

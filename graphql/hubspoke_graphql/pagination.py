@@ -21,8 +21,10 @@ def encode_cursor(entity: str, key: str) -> str:
 
 def decode_cursor(entity: str, cursor: str) -> str:
     """The key inside a cursor made by `encode_cursor` for `entity`; InputError otherwise."""
-    refused = InputError(f"after: {cursor[:40]!r} is not a cursor of this {entity} connection;"
-                         " pass an endCursor or edge cursor returned by it")
+    refused = InputError(
+        f"after: {cursor[:40]!r} is not a cursor of this {entity} connection;"
+        " pass an endCursor or edge cursor returned by it"
+    )
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise refused
     try:
@@ -45,9 +47,11 @@ def check_first(first: int) -> int:
 @strawberry.type(description="Where this page ends and whether another one follows.")
 class PageInfo:
     has_next_page: bool = strawberry.field(
-        description="True when rows follow this page; fetch them with after: endCursor.")
+        description="True when rows follow this page; fetch them with after: endCursor."
+    )
     end_cursor: str | None = strawberry.field(
-        description="Cursor of the last row of this page; null when the page is empty.")
+        description="Cursor of the last row of this page; null when the page is empty."
+    )
 
 
 @strawberry.type(description="One row of a page, with the cursor that points at it.")

@@ -18,7 +18,12 @@ def key_of(contract: Contract) -> str:
 
 
 def page(
-    view: View, identity: Contract, *, after: str | None, limit: int, include_deleted: bool,
+    view: View,
+    identity: Contract,
+    *,
+    after: str | None,
+    limit: int,
+    include_deleted: bool,
 ) -> list[dict[str, Any]]:
     """Up to `limit` identity rows with a key greater than `after`, in key order."""
     key = quote(key_of(identity))
@@ -45,8 +50,7 @@ def visible(identity: Contract, row: dict[str, Any], *, include_deleted: bool) -
 
 def by_keys(view: View, contract: Contract, keys: Sequence[str]) -> list[dict[str, Any]]:
     """Every row of `contract`'s table whose key is in `keys`, in one query."""
-    sql = (f"SELECT * FROM {quote(contract.table_name)}"
-           f" WHERE {quote(key_of(contract))} = ANY(?)")
+    sql = f"SELECT * FROM {quote(contract.table_name)} WHERE {quote(key_of(contract))} = ANY(?)"
     return view.fetch(sql, [list(keys)])
 
 

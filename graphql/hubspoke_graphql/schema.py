@@ -38,7 +38,8 @@ def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
     fields: dict[str, StrawberryField] = {}
     for identity in catalog.identities():
         entity = entity_type(
-            identity, [extension_type(c) for c in catalog.extensions(identity.entity)])
+            identity, [extension_type(c) for c in catalog.extensions(identity.entity)]
+        )
         fields |= entity_queries(entity)
     namespace: dict[str, Any] = dict(fields)
     query = types.new_class("Query", (), {}, lambda ns: ns.update(namespace))
@@ -50,7 +51,9 @@ class LakeSchema(strawberry.Schema):
     """A strawberry schema that logs only the errors its operators have to look at."""
 
     def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None,
+        self,
+        errors: list[GraphQLError],
+        execution_context: ExecutionContext | None = None,
     ) -> None:
         """Log every error but client errors, which the client already got a clear message for."""
         ours = [e for e in errors if not is_client_error(e)]
@@ -71,8 +74,9 @@ def entity_queries(entity: ObjectType) -> dict[str, StrawberryField]:
     identity = entity.contract
     name = identity.entity or identity.table_name
     node = entity.cls
-    IncludeDeleted = Annotated[bool, strawberry.argument(
-        description="Also return soft-deleted rows.")]
+    IncludeDeleted = Annotated[
+        bool, strawberry.argument(description="Also return soft-deleted rows.")
+    ]
 
     async def one(
         info: strawberry.Info,
@@ -89,10 +93,14 @@ def entity_queries(entity: ObjectType) -> dict[str, StrawberryField]:
 
     async def page(
         info: strawberry.Info,
-        first: Annotated[int | None, strawberry.argument(
-            description=f"Page size, 0 to {MAX_PAGE_SIZE}.")] = DEFAULT_PAGE_SIZE,
-        after: Annotated[str | None, strawberry.argument(
-            description="Cursor after which the page starts (an endCursor of the previous page).")
+        first: Annotated[
+            int | None, strawberry.argument(description=f"Page size, 0 to {MAX_PAGE_SIZE}.")
+        ] = DEFAULT_PAGE_SIZE,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Cursor after which the page starts (an endCursor of the previous page)."
+            ),
         ] = None,
         include_deleted: IncludeDeleted = False,
     ) -> Connection[node]:  # type: ignore[valid-type]
@@ -100,24 +108,35 @@ def entity_queries(entity: ObjectType) -> dict[str, StrawberryField]:
         start = None if after is None else decode_cursor(name, after)
         view = info.context.view
         rows = await asyncio.to_thread(
-            reads.page, view, identity, after=start, limit=limit + 1,
-            include_deleted=include_deleted)
+            reads.page,
+            view,
+            identity,
+            after=start,
+            limit=limit + 1,
+            include_deleted=include_deleted,
+        )
         key = reads.key_of(identity)
-        edges = [Edge(cursor=encode_cursor(name, row[key]), node=entity.build(row))
-                 for row in rows[:limit]]
+        edges = [
+            Edge(cursor=encode_cursor(name, row[key]), node=entity.build(row))
+            for row in rows[:limit]
+        ]
 
         async def counter() -> int:
             return await asyncio.to_thread(
-                reads.count, view, identity, include_deleted=include_deleted)
+                reads.count, view, identity, include_deleted=include_deleted
+            )
 
-        page_info = PageInfo(has_next_page=len(rows) > limit,
-                             end_cursor=edges[-1].cursor if edges else None)
+        page_info = PageInfo(
+            has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+        )
         return Connection(edges=edges, page_info=page_info, counter=counter)
 
     one.__name__, page.__name__ = to_camel_case(name), to_camel_case(plural(name))
     return {
         one.__name__: strawberry.field(
-            resolver=one, description=f"One {name} by id; null when there is none."),
+            resolver=one, description=f"One {name} by id; null when there is none."
+        ),
         page.__name__: strawberry.field(
-            resolver=page, description=f"Every {name}, a page at a time, in id order."),
+            resolver=page, description=f"Every {name}, a page at a time, in id order."
+        ),
     }

@@ -28,7 +28,9 @@ class View:
     """One loaded set of tables, each at a known Delta version; immutable once built."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, versions: Mapping[str, int | None],
+        self,
+        con: duckdb.DuckDBPyConnection,
+        versions: Mapping[str, int | None],
         hooks: Sequence[QueryHook],
     ) -> None:
         self.versions = dict(versions)
@@ -53,7 +55,9 @@ class Snapshot:
     """Keeps a View of `contracts`' tables that is at most one refresh interval behind the lake."""
 
     def __init__(
-        self, lake: Lake, contracts: Sequence[Contract],
+        self,
+        lake: Lake,
+        contracts: Sequence[Contract],
         refresh_interval: float = REFRESH_INTERVAL_S,
     ) -> None:
         self.query_hooks: list[QueryHook] = []
@@ -88,8 +92,11 @@ class Snapshot:
         for table in self._tables:
             version = versions[table.name]
             # A contract whose table is not created yet reads as an empty table.
-            rows = (table.contract.arrow_schema().empty_table() if version is None
-                    else table.read(version=version))
+            rows = (
+                table.contract.arrow_schema().empty_table()
+                if version is None
+                else table.read(version=version)
+            )
             _create(con, table.contract, rows)
         # The previous view's connection closes when the last request using it lets go.
         return View(con, versions, self.query_hooks)
@@ -107,7 +114,9 @@ def _create(con: duckdb.DuckDBPyConnection, contract: Contract, rows: pa.Table) 
     order = ", ".join(quote(k) for k in contract.key_fields)
     con.register("hubspoke_incoming", rows)
     try:
-        con.execute(f"CREATE TABLE {quote(contract.table_name)} AS"
-                    f" SELECT * FROM hubspoke_incoming ORDER BY {order}")
+        con.execute(
+            f"CREATE TABLE {quote(contract.table_name)} AS"
+            f" SELECT * FROM hubspoke_incoming ORDER BY {order}"
+        )
     finally:
         con.unregister("hubspoke_incoming")

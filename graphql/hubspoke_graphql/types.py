@@ -27,8 +27,13 @@ from lake_schema import Contract, ContractError
 from lake_schema.contract import Field
 
 _SCALARS: dict[str, Any] = {
-    "string": str, "int64": int, "float64": float, "boolean": bool,
-    "timestamp": datetime, "date": date, "object": str,
+    "string": str,
+    "int64": int,
+    "float64": float,
+    "boolean": bool,
+    "timestamp": datetime,
+    "date": date,
+    "object": str,
 }
 
 
@@ -67,10 +72,12 @@ def entity_type(identity: Contract, extensions: list[ObjectType]) -> ObjectType:
         if name in identity.field_names or name in resolvers:
             raise ContractError(
                 f"{ext.contract.name}: extension_name {name!r} clashes with a field of"
-                f" {identity.name} or another extension")
+                f" {identity.name} or another extension"
+            )
         resolvers[_attribute(name)] = _extension_field(name, key, ext)
-    return _object_type(pascal_case(identity.entity or identity.name), identity,
-                        list(identity.fields), resolvers)
+    return _object_type(
+        pascal_case(identity.entity or identity.name), identity, list(identity.fields), resolvers
+    )
 
 
 def _extension_field(name: str, key: str, ext: ObjectType) -> StrawberryField:
@@ -80,13 +87,18 @@ def _extension_field(name: str, key: str, ext: ObjectType) -> StrawberryField:
 
     resolve.__name__ = _attribute(name)
     return strawberry.field(
-        resolver=resolve, name=to_camel_case(name),
+        resolver=resolve,
+        name=to_camel_case(name),
         description=f"{ext.contract.description} Null when the {ext.contract.owner} domain"
-                    " holds no row for it.")
+        " holds no row for it.",
+    )
 
 
 def _object_type(
-    name: str, contract: Contract, fields: list[Field], resolvers: dict[str, StrawberryField],
+    name: str,
+    contract: Contract,
+    fields: list[Field],
+    resolvers: dict[str, StrawberryField],
 ) -> ObjectType:
     annotations = {_attribute(f.name): _annotation(contract, f) for f in fields}
     namespace: dict[str, Any] = {
@@ -118,5 +130,6 @@ def _attribute(name: str) -> str:
 def _single_key(contract: Contract) -> str:
     if len(contract.key_fields) != 1:
         raise ContractError(
-            f"{contract.name}: the GraphQL API needs a single-field key, has {contract.key_fields}")
+            f"{contract.name}: the GraphQL API needs a single-field key, has {contract.key_fields}"
+        )
     return reads.key_of(contract)

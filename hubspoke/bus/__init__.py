@@ -1,10 +1,26 @@
 """The event bus between spokes and hub: at-least-once topics with per-subscriber acknowledgement."""
 
-from hubspoke.bus.base import BROADCAST_TOPIC, IDENTITY_TOPIC, Delivery, EventBus
+from hubspoke.bus.base import (
+    BROADCAST_TOPIC,
+    IDENTITY_TOPIC,
+    BusError,
+    BusUnavailable,
+    Delivery,
+    EventBus,
+)
 from hubspoke.bus.sqlite import SqliteBus
 from hubspoke.config import Settings
 
-__all__ = ["BROADCAST_TOPIC", "IDENTITY_TOPIC", "Delivery", "EventBus", "SqliteBus", "open_bus"]
+__all__ = [
+    "BROADCAST_TOPIC",
+    "IDENTITY_TOPIC",
+    "BusError",
+    "BusUnavailable",
+    "Delivery",
+    "EventBus",
+    "SqliteBus",
+    "open_bus",
+]
 
 
 def open_bus(settings: Settings) -> EventBus:

@@ -12,6 +12,18 @@ BROADCAST_TOPIC = "identity.broadcast"
 """The hub publishes resolved identity states here; every spoke subscribes."""
 
 
+class BusUnavailable(ConnectionError):
+    """The broker cannot be reached (down, wrong address, connection lost): retry later.
+
+    Nothing acknowledged is lost: unconfirmed publishes were not acknowledged to the caller and
+    unacknowledged deliveries are handed out again once the broker is back.
+    """
+
+
+class BusError(RuntimeError):
+    """The broker answered but refused an operation (a message nacked or routed to no queue)."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message handed to one subscriber; acknowledge it once its effect is durable."""

@@ -59,7 +59,8 @@ def build_domain_asset(contract: Contract) -> dg.AssetsDefinition:
                     "released": dg.MetadataValue.int(report.released),
                     "committed": dg.MetadataValue.bool(report.committed),
                     "watermark": (
-                        dg.MetadataValue.timestamp(watermark) if watermark
+                        dg.MetadataValue.timestamp(watermark)
+                        if watermark
                         else dg.MetadataValue.null()
                     ),
                     **table_state(stack.lake.table(contract)),

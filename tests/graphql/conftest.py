@@ -65,6 +65,7 @@ def queries(app: Starlette) -> list[str]:
 @pytest.fixture
 def http(app: Starlette) -> Http:
     """Send one HTTP request to the ASGI app, in process, through httpx."""
+
     def send(method: str, url: str, **kwargs: Any) -> httpx.Response:
         async def go() -> httpx.Response:
             transport = httpx.ASGITransport(app)
@@ -79,6 +80,7 @@ def http(app: Starlette) -> Http:
 @pytest.fixture
 def query(http: Http) -> Query:
     """POST a query to /graphql; returns the decoded JSON body (data and errors)."""
+
     def run(text: str, **variables: Any) -> dict[str, Any]:
         response = http("POST", "/graphql", json={"query": text, "variables": variables})
         assert response.status_code in (200, 400), response.text

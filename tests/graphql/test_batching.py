@@ -30,7 +30,9 @@ query ($first: Int) {
 
 @pytest.mark.parametrize("first", [1, 10, 50])
 def test_a_page_costs_a_constant_number_of_queries(
-    query: Query, queries: list[str], first: int,
+    query: Query,
+    queries: list[str],
+    first: int,
 ) -> None:
     nodes = query(PAGE, first=first)["data"]["customers"]["nodes"]
     assert len(nodes) == first
@@ -41,11 +43,14 @@ def test_a_page_costs_a_constant_number_of_queries(
 
 
 def test_separate_root_fields_share_the_batches(
-    query: Query, queries: list[str], live_ids: list[str],
+    query: Query,
+    queries: list[str],
+    live_ids: list[str],
 ) -> None:
     fields = " ".join(
         f'c{i}: customer(id: "{cid}") {{ sales {{ salesRep }} billing {{ paymentTerms }} }}'
-        for i, cid in enumerate(live_ids[:10]))
+        for i, cid in enumerate(live_ids[:10])
+    )
     data = query(f"{{ {fields} }}")["data"]
     assert len(data) == 10
     assert sum("customer_sales_domain" in sql for sql in queries) == 1
@@ -56,8 +61,9 @@ def test_values_are_bound_never_formatted(query: Query, app: Starlette) -> None:
     seen: list[tuple[str, Any]] = []
     app.state.snapshot.query_hooks.append(lambda sql, params: seen.append((sql, params)))
     hostile = "x' OR '1'='1"
-    assert query('query ($id: ID!) { customer(id: $id) { id } }', id=hostile) == {
-        "data": {"customer": None}}
+    assert query("query ($id: ID!) { customer(id: $id) { id } }", id=hostile) == {
+        "data": {"customer": None}
+    }
     assert all(hostile not in sql for sql, _ in seen)
     assert [sql_params for _, sql_params in seen] == [[[hostile]]]
 
@@ -69,11 +75,18 @@ def test_slow_reads_do_not_block_the_event_loop(app: Starlette) -> None:
     async def run() -> float:
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            await client.post("/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"})
+            await client.post(
+                "/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"}
+            )
             started = time.monotonic()
-            answers = await asyncio.gather(*(
-                client.post("/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"})
-                for _ in range(requests)))
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"}
+                    )
+                    for _ in range(requests)
+                )
+            )
             assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
             return time.monotonic() - started
 

@@ -52,35 +52,56 @@ def _as_api(row: dict[str, Any] | None, fields: dict[str, str]) -> dict[str, Any
     return out
 
 
-def test_identity_fields_equal_the_lake(query: Query, identities: dict, live_ids: list[str]) -> None:
+def test_identity_fields_equal_the_lake(
+    query: Query, identities: dict, live_ids: list[str]
+) -> None:
     row = identities[live_ids[0]]
     got = query(CUSTOMER, id=row["id"])["data"]["customer"]
     assert {k: got[k] for k in ("id", "name", "email", "createdBy", "version", "deleted")} == {
-        "id": row["id"], "name": row["name"], "email": row["email"],
-        "createdBy": row["created_by"], "version": row["version"], "deleted": False,
+        "id": row["id"],
+        "name": row["name"],
+        "email": row["email"],
+        "createdBy": row["created_by"],
+        "version": row["version"],
+        "deleted": False,
     }
     assert datetime.fromisoformat(got["createdAt"]) == row["created_at"]
     assert datetime.fromisoformat(got["updatedAt"]) == row["updated_at"]
 
 
 def test_extensions_equal_what_the_spokes_hold(
-    query: Query, stack: Stack, live_ids: list[str],
+    query: Query,
+    stack: Stack,
+    live_ids: list[str],
 ) -> None:
     nodes = query(PAGE, first=len(live_ids))["data"]["customers"]["nodes"]
     assert sorted(n["id"] for n in nodes) == live_ids
     shapes = {
-        "sales": {"account_value": "accountValue", "sales_rep": "salesRep",
-                  "credit_limit": "creditLimit", "updated_at": "updatedAt"},
-        "support": {"support_tier": "supportTier", "lifetime_tickets": "lifetimeTickets",
-                    "updated_at": "updatedAt"},
-        "billing": {"vat_number": "vatNumber", "payment_terms": "paymentTerms",
-                    "updated_at": "updatedAt"},
+        "sales": {
+            "account_value": "accountValue",
+            "sales_rep": "salesRep",
+            "credit_limit": "creditLimit",
+            "updated_at": "updatedAt",
+        },
+        "support": {
+            "support_tier": "supportTier",
+            "lifetime_tickets": "lifetimeTickets",
+            "updated_at": "updatedAt",
+        },
+        "billing": {
+            "vat_number": "vatNumber",
+            "payment_terms": "paymentTerms",
+            "updated_at": "updatedAt",
+        },
     }
     for domain, fields in shapes.items():
         contract = stack.catalog.extension(domain)
         # Rows that break the contract (legacy codes) stay in the sync quarantine, not the lake.
-        held = {r["customer_id"]: r for r in stack.spokes[domain].fetch_domain_rows(live_ids)
-                if not contract.row_problems(r)}
+        held = {
+            r["customer_id"]: r
+            for r in stack.spokes[domain].fetch_domain_rows(live_ids)
+            if not contract.row_problems(r)
+        }
         assert held, f"the seed should give {domain} rows"
         for node in nodes:
             assert node[domain] == _as_api(held.get(node["id"]), fields), (domain, node["id"])

@@ -79,7 +79,8 @@ def _contracts(tmp_path: Path, **extra: str) -> Path:
 
 def test_committed_sdl_matches_the_code() -> None:
     assert SDL_PATH.read_text() == export_sdl(), (
-        "graphql/schema.graphql is stale: run `python -m hubspoke_graphql.sdl`")
+        "graphql/schema.graphql is stale: run `python -m hubspoke_graphql.sdl`"
+    )
 
 
 def test_descriptions_and_types_come_from_the_contracts() -> None:
@@ -109,7 +110,9 @@ def test_a_new_extension_contract_adds_its_field_and_type(tmp_path: Path) -> Non
 
 
 def test_a_new_extension_is_served_once_its_table_has_rows(
-    tmp_path: Path, stack: Stack, live_ids: list[str],
+    tmp_path: Path,
+    stack: Stack,
+    live_ids: list[str],
 ) -> None:
     catalog = load_catalog(_contracts(tmp_path, customer_marketing_domain=MARKETING))
     home = tmp_path / "home"
@@ -121,17 +124,28 @@ def test_a_new_extension_is_served_once_its_table_has_rows(
 
     table = Lake(home / "lake", catalog).table("customer_marketing_domain")
     table.create_if_missing()
-    table.append(table.contract.to_arrow([{
-        "customer_id": live_ids[0], "newsletter": True, "score": 0.5,
-        "updated_at": datetime(2026, 1, 1, tzinfo=UTC)}]))
+    table.append(
+        table.contract.to_arrow(
+            [
+                {
+                    "customer_id": live_ids[0],
+                    "newsletter": True,
+                    "score": 0.5,
+                    "updated_at": datetime(2026, 1, 1, tzinfo=UTC),
+                }
+            ]
+        )
+    )
     asyncio.run(asyncio.sleep(REFRESH_INTERVAL_S + 0.1))
     assert _post(app, text) == {
-        "customer": {"id": live_ids[0], "marketing": {"newsletter": True, "score": 0.5}}}
+        "customer": {"id": live_ids[0], "marketing": {"newsletter": True, "score": 0.5}}
+    }
 
 
 def test_a_new_entity_gets_its_own_queries(tmp_path: Path) -> None:
-    catalog = load_catalog(_contracts(
-        tmp_path, product_identity=PRODUCT, product_pricing_domain=PRODUCT_PRICING))
+    catalog = load_catalog(
+        _contracts(tmp_path, product_identity=PRODUCT, product_pricing_domain=PRODUCT_PRICING)
+    )
     sdl = build_schema(catalog).as_str()
     assert "product(\n" in sdl
     assert "): Product\n" in sdl

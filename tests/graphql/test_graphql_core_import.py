@@ -30,8 +30,15 @@ def test_import_graphql_resolves_to_graphql_core(args: list[str], extra_path: st
     env = dict(os.environ)
     if extra_path:
         env["PYTHONPATH"] = extra_path
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     where, version = done.stdout.splitlines()
     assert "site-packages" in where, where
     assert not where.startswith(str(ROOT / "graphql") + os.sep)
@@ -40,6 +47,11 @@ def test_import_graphql_resolves_to_graphql_core(args: list[str], extra_path: st
 
 def test_python_m_from_the_root_writes_the_sdl(tmp_path: Path) -> None:
     out = tmp_path / "schema.graphql"
-    subprocess.run([sys.executable, "-m", "hubspoke_graphql.sdl", str(out)], cwd=ROOT,
-                   check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "hubspoke_graphql.sdl", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     assert out.read_text() == (ROOT / "graphql" / "schema.graphql").read_text()

@@ -13,8 +13,11 @@ Query = Callable[..., dict[str, Any]]
 
 
 def test_too_many_aliases_are_refused(query: Query) -> None:
-    text = "{ " + " ".join(f"a{i}: customers(first: 1) {{ totalCount }}"
-                           for i in range(MAX_ALIASES + 1)) + " }"
+    text = (
+        "{ "
+        + " ".join(f"a{i}: customers(first: 1) {{ totalCount }}" for i in range(MAX_ALIASES + 1))
+        + " }"
+    )
     body = query(text)
     assert "data" not in body or body["data"] is None
     assert "aliases found" in body["errors"][0]["message"]

@@ -43,10 +43,15 @@ def _walk(query: Query, first: int, include_deleted: bool = False) -> tuple[list
         after = page["pageInfo"]["endCursor"]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(first=st.integers(min_value=1, max_value=60))
 def test_pages_visit_every_live_customer_once(
-    query: Query, live_ids: list[str], deleted_ids: list[str], first: int,
+    query: Query,
+    live_ids: list[str],
+    deleted_ids: list[str],
+    first: int,
 ) -> None:
     seen, totals = _walk(query, first)
     assert seen == live_ids  # each exactly once, in id order
@@ -62,13 +67,17 @@ def test_include_deleted_lists_everyone(query: Query, identities: dict) -> None:
 
 def test_default_and_empty_pages(query: Query, live_ids: list[str]) -> None:
     assert len(query("{ customers { nodes { id } } }")["data"]["customers"]["nodes"]) == min(
-        100, len(live_ids))
+        100, len(live_ids)
+    )
     empty = query(PAGE, first=0)["data"]["customers"]
     assert empty["edges"] == []
     assert empty["pageInfo"] == {"hasNextPage": True, "endCursor": None}
     assert empty["totalCount"] == len(live_ids)
-    last = query(PAGE, first=1, after=query(PAGE, first=len(live_ids))["data"]["customers"][
-        "pageInfo"]["endCursor"])["data"]["customers"]
+    last = query(
+        PAGE,
+        first=1,
+        after=query(PAGE, first=len(live_ids))["data"]["customers"]["pageInfo"]["endCursor"],
+    )["data"]["customers"]
     assert last["edges"] == []
     assert last["pageInfo"] == {"hasNextPage": False, "endCursor": None}
 

@@ -32,8 +32,10 @@ def test_changes_in_the_lake_show_after_the_refresh_interval(tmp_path: Path) -> 
         first_view = snapshot.current()
 
         new_id = stack.spokes["sales"].create_customer(
-            "Radia Perlman", "radia@example.com", {"account_value": "10.00", "owner_rep": None,
-                                                  "credit_limit": "0.00"})
+            "Radia Perlman",
+            "radia@example.com",
+            {"account_value": "10.00", "owner_rep": None, "credit_limit": "0.00"},
+        )
         stack.propagate()
         stack.sync(["sales"])
         # Within the interval the view is reused: the lake is not asked on every request.

@@ -16,8 +16,7 @@ EVENT_COUNTS = ["received", "applied", "duplicate", "stale", "parked", "dead_let
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
     [event] = [
-        m for m in result.get_asset_materialization_events()
-        if m.asset_key == dg.AssetKey(key)
+        m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)
     ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 

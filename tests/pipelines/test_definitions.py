@@ -62,9 +62,18 @@ def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
     env = os.environ | {"HUBSPOKE_HOME": str(tmp_path / "home")}
     env.pop("DAGSTER_HOME", None)
     done = subprocess.run(
-        [Path(sys.executable).parent / "dagster", "definitions", "validate",
-         "-m", "pipelines.definitions"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            Path(sys.executable).parent / "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "pipelines.definitions",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (tmp_path / "home").exists()  # loading definitions creates no stack

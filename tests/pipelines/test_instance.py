@@ -11,13 +11,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dagster_yaml_limits_each_writer_to_one_run(tmp_path: Path) -> None:
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(ROOT))) as instance:
+    with dg.DagsterInstance.from_ref(
+        InstanceRef.from_dir(str(tmp_path), config_dir=str(ROOT))
+    ) as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None
         [limit] = queue.tag_concurrency_limits
         assert limit == {
-            "key": "hubspoke/writer", "value": {"applyLimitPerUniqueValue": True}, "limit": 1
+            "key": "hubspoke/writer",
+            "value": {"applyLimitPerUniqueValue": True},
+            "limit": 1,
         }
         assert instance.global_op_concurrency_default_limit == 1
         assert instance.run_monitoring_enabled

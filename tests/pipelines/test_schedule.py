@@ -23,7 +23,9 @@ def test_definitions_rebuilt_with_another_timezone(monkeypatch: pytest.MonkeyPat
         defs = importlib.reload(pipelines.definitions).defs
         schedule = defs.resolve_schedule_def("nightly_domain_sync")
         assert schedule.execution_timezone == "America/New_York"
-        targets = defs.resolve_job_def(schedule.job_name).asset_layer.asset_graph.get_all_asset_keys()
+        targets = defs.resolve_job_def(
+            schedule.job_name
+        ).asset_layer.asset_graph.get_all_asset_keys()
         assert {k.to_user_string() for k in targets} >= {
             c.table_name for c in load_catalog().extensions()
         }
