@@ -184,6 +184,13 @@ class Spoke(ABC):
         )
         return [OutboxMessage(seq=r["seq"], body=r["body"].encode()) for r in rows]
 
+    def published_events(self) -> list[bytes]:
+        """Every outbox event the bus has confirmed, in outbox order (for audits and tests)."""
+        rows = self.db.fetchall(
+            "SELECT body FROM hubspoke_outbox WHERE published_at IS NOT NULL ORDER BY seq"
+        )
+        return [r["body"].encode() for r in rows]
+
     def mark_published(self, messages: Sequence[OutboxMessage]) -> None:
         """Record that the bus confirmed these outbox events."""
         at = self.now().isoformat()

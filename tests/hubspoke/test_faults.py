@@ -9,14 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
-from hubspoke.bus import IDENTITY_TOPIC
+import pytest
+
 from hubspoke.config import Settings
 from hubspoke.events import parse_event
 from hubspoke.resolve import fold
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
+from spokes.databases import drop_local_databases
 
 FIELDS = ("name", "email", "created_at", "updated_at", "deleted", "deleted_at")
 
@@ -26,14 +29,29 @@ def log_commits(home: Path) -> int:
     return len(list((home / "lake" / "identity_events" / "_delta_log").glob("*.json")))
 
 
-def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    with Stack.create(Settings(home=home)) as stack:
+@pytest.fixture(params=["embedded", pytest.param("local", marks=pytest.mark.services)])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A home on the embedded stack, or on PostgreSQL, MariaDB and RabbitMQ (cleaned up after)."""
+    settings = Settings(home=tmp_path / "home", stack=request.param)
+    if request.param == "local":
+        request.getfixturevalue("services")
+    Stack.create(settings).close()
+    yield settings.home
+    if request.param == "local":
+        with Stack.open(settings) as stack:
+            stack.bus.delete_namespace()  # type: ignore[attr-defined]
+        drop_local_databases(settings)
+
+
+def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(home: Path) -> None:
+    with Stack.open(Settings(home=home)) as stack:
         sim = Simulator(stack, seed=21)
         sim.seed(30)
         sim.run(1500)
         stack.relay()
-        published = [parse_event(d.body) for d in stack.bus.fetch(IDENTITY_TOPIC, "auditor", 10**6)]
+        published = [
+            parse_event(body) for s in stack.spokes.values() for body in s.published_events()
+        ]
 
     env = os.environ | {"HUBSPOKE_HOME": str(home), "HUBSPOKE_BATCH_SIZE": "40"}
     rng = random.Random(5)
