@@ -7,13 +7,16 @@ import contextlib
 import tempfile
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubspoke.bus import IDENTITY_TOPIC
+from hubspoke.bus import IDENTITY_TOPIC, EventBus, SqliteBus
+from hubspoke.bus.rabbitmq import RabbitBus
 from hubspoke.config import Settings
 from hubspoke.events import IdentityEvent
 from hubspoke.ingest import Hub
@@ -82,16 +85,49 @@ class Crash(Exception):
     """The hub process dies here."""
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BusFactory = Callable[[Path], EventBus]
+
+
+def _sqlite(home: Path) -> EventBus:
+    return SqliteBus(home / "bus" / "events.sqlite")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("rabbitmq", marks=pytest.mark.services)])
+def open_bus(request: pytest.FixtureRequest) -> Iterator[BusFactory]:
+    """Opens the bus of a home as a new process would (unacknowledged deliveries come back)."""
+    if request.param == "sqlite":
+        yield _sqlite
+        return
+    request.getfixturevalue("services")
+    opened: list[RabbitBus] = []
+
+    def rabbit(home: Path) -> EventBus:
+        settings = Settings(home=home)
+        opened.append(RabbitBus(settings.rabbitmq_url, settings.namespace))
+        return opened[-1]
+
+    yield rabbit
+    for bus in opened:
+        bus.delete_namespace()
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(events=histories(), data=st.data())
 def test_lake_converges_to_the_reference_whatever_the_delivery(
-    events: list[IdentityEvent], data: st.DataObject
+    open_bus: BusFactory, events: list[IdentityEvent], data: st.DataObject
 ) -> None:
     delivery = data.draw(
         st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=6)))
     )
     chunks = data.draw(st.lists(st.integers(1, 8), min_size=1, max_size=6))
-    with tempfile.TemporaryDirectory() as tmp, Stack.create(Settings(home=Path(tmp))) as stack:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Stack.create(Settings(home=Path(tmp)), bus=open_bus(Path(tmp))) as stack,
+    ):
         start = 0
         for size in [*chunks, len(delivery)]:
             part = delivery[start : start + size]
@@ -99,13 +135,18 @@ def test_lake_converges_to_the_reference_whatever_the_delivery(
             if not part:
                 continue
             stack.bus.publish(IDENTITY_TOPIC, [e.to_json().encode() for e in part])
-            hub = Hub(stack.lake, stack.bus, stack.home / "hub", projection_interval_s=0)
+            # A new hub process: its own bus connection, closed when it dies or stops.
+            bus = open_bus(stack.home)
+            hub = Hub(stack.lake, bus, stack.home / "hub", projection_interval_s=0)
             crash_at = data.draw(st.sampled_from(CRASH_POINTS))
             if crash_at:
-                _arm(hub, stack, crash_at)
+                _arm(hub, bus, crash_at)
             with contextlib.suppress(Crash):
                 hub.drain(batch_size=data.draw(st.integers(1, 10)))
-        Hub(stack.lake, stack.bus, stack.home / "hub").drain()  # the last restart finishes
+            bus.close()
+        last = open_bus(stack.home)
+        Hub(stack.lake, last, stack.home / "hub").drain()  # the last restart finishes
+        last.close()
         stack.deliver_broadcasts()
 
         by_customer = defaultdict(list)
@@ -133,7 +174,7 @@ def test_lake_converges_to_the_reference_whatever_the_delivery(
                 )
 
 
-def _arm(hub: Hub, stack: Stack, point: str) -> None:
+def _arm(hub: Hub, bus: EventBus, point: str) -> None:
     """Make the hub die at `point` of its first batch."""
 
     def die(*args: object, **kwargs: object) -> None:
@@ -144,7 +185,7 @@ def _arm(hub: Hub, stack: Stack, point: str) -> None:
     elif point == "merge":
         hub._merge = die  # type: ignore[method-assign]
     elif point == "ack":
-        hub.bus = _DyingAck(stack.bus, die)  # type: ignore[assignment]
+        hub.bus = _DyingAck(bus, die)  # type: ignore[assignment]
     else:
         hub._broadcast = die  # type: ignore[method-assign]
 
