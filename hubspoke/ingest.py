@@ -174,7 +174,7 @@ class Hub:
                     & (pl.col("entity") == contract.entity)
                     & (pl.col("disposition") == APPLIED)
                 )
-                events = [_event_from_log(r) for r in rows.to_pylist()]
+                events = [event_from_log(r) for r in rows.to_pylist()]
                 self._project(contract, events, logged)
         self.seen()
         parked_ids = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
@@ -384,7 +384,8 @@ def _log_row(
     }
 
 
-def _event_from_log(row: dict[str, Any]) -> IdentityEvent:
+def event_from_log(row: dict[str, Any]) -> IdentityEvent:
+    """The IdentityEvent an `identity_events` row records."""
     return IdentityEvent(
         event_id=row["event_id"],
         event_type=row["event_type"],

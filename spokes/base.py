@@ -411,3 +411,19 @@ def iso_stamp(value: datetime) -> str:
 def parse_iso_stamp(value: str) -> datetime:
     """Inverse of `iso_stamp`."""
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class IsoTextEncodings:
+    """Encodings shared by modern spokes: fixed-width ISO-8601 UTC text stamps, 0/1 flags."""
+
+    def stamp_to_local(self, value: datetime) -> str:
+        """A UTC timestamp as fixed-width ISO text."""
+        return iso_stamp(value)
+
+    def stamp_from_local(self, value: str) -> datetime:
+        """Fixed-width ISO text as an aware UTC datetime."""
+        return parse_iso_stamp(value)
+
+    def flag_to_local(self, deleted: bool) -> int:
+        """The deleted flag as 0 or 1."""
+        return int(deleted)

@@ -6,7 +6,7 @@ from datetime import datetime
 from random import Random
 from typing import Any
 
-from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
+from spokes.base import IsoTextEncodings, LocalSchema, Spoke, parse_iso_stamp
 
 _SQLITE = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -97,20 +97,11 @@ def payment_terms(days: int) -> str:
     return "PREPAID" if days == 0 else f"NET{days}"
 
 
-class BillingSpoke(Spoke):
+class BillingSpoke(IsoTextEncodings, Spoke):
     """Billing system: ISO text stamps, 0/1 flags, payment terms as a number of days."""
 
     name = "billing"
     schema = SCHEMA
-
-    def stamp_to_local(self, value: datetime) -> str:
-        return iso_stamp(value)
-
-    def stamp_from_local(self, value: str) -> datetime:
-        return parse_iso_stamp(value)
-
-    def flag_to_local(self, deleted: bool) -> int:
-        return int(deleted)
 
     def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ from decimal import Decimal
 from random import Random
 from typing import Any
 
-from spokes.base import LocalSchema, Spoke, iso_stamp, parse_iso_stamp
+from spokes.base import IsoTextEncodings, LocalSchema, Spoke, iso_stamp, parse_iso_stamp
 
 _REPS = ["Ada Byron", "Grace Hopper", "Alan Kay", "Barbara Liskov", "Ken Iverson", None]
 
@@ -98,20 +98,11 @@ SCHEMA = LocalSchema(
 )
 
 
-class SalesSpoke(Spoke):
+class SalesSpoke(IsoTextEncodings, Spoke):
     """Sales CRM: ISO-8601 UTC text stamps, exact decimals as text, soft deletes by timestamp."""
 
     name = "sales"
     schema = SCHEMA
-
-    def stamp_to_local(self, value: datetime) -> str:
-        return iso_stamp(value)
-
-    def stamp_from_local(self, value: str) -> datetime:
-        return parse_iso_stamp(value)
-
-    def flag_to_local(self, deleted: bool) -> int:
-        return int(deleted)
 
     def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
