@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hubspoke.bus import IDENTITY_TOPIC
+from hubspoke.bus.rabbitmq import RabbitBus
 from hubspoke.config import Settings
 from hubspoke.ingest import Hub
 from hubspoke.simulate import Simulator
@@ -70,6 +72,20 @@ def test_duplicated_and_reordered_delivery_gives_the_in_order_state(tmp_path: Pa
     )
     in_order.close()
     disordered.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("rabbitmq", marks=pytest.mark.services)])
+def any_bus_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """An embedded stack whose bus is the SQLite log or RabbitMQ."""
+    settings = Settings(home=tmp_path / "bus-home")
+    bus = None
+    if request.param == "rabbitmq":
+        request.getfixturevalue("services")
+        bus = RabbitBus(settings.rabbitmq_url, settings.namespace)
+    with Stack.create(settings, bus=bus) as stack:
+        yield stack
+    if bus is not None:
+        bus.delete_namespace()
 
 
 @pytest.mark.parametrize(
@@ -146,8 +162,9 @@ def test_duplicated_and_reordered_delivery_gives_the_in_order_state(tmp_path: Pa
     ],
 )
 def test_malformed_event_is_dead_lettered_with_reason_and_consumer_goes_on(
-    stack: Stack, body: bytes, reason: str
+    any_bus_stack: Stack, body: bytes, reason: str
 ) -> None:
+    stack = any_bus_stack
     customer = stack.spokes["sales"].create_customer("Ada Lovelace", "ada@example.com")
     stack.relay()
     stack.bus.publish(IDENTITY_TOPIC, [body])
