@@ -1,22 +1,42 @@
-"""An in-memory DuckDB copy of the lake tables the API reads, reloaded when one of them changes."""
+"""An in-memory DuckDB copy of the lake tables the API reads, kept current from the lake.
+
+Identity tables follow the hub's log: each refresh folds the `identity_events` batches logged
+since the last one onto the rows they touch, so a change is visible as soon as it is durably
+logged, before the hub merges it into the identity table (that merge runs only every few seconds
+under load). The identity table is reloaded in full only when it changed in a way the log does
+not explain. Extension tables change nightly and are reloaded when their Delta version changes.
+"""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
+from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from hubspoke.events import IdentityEvent
+from hubspoke.ingest import INGEST_APP, PROJECTION_APP, event_from_log
 from hubspoke.lake import Lake, LakeTable
-from hubspoke_graphql.limits import REFRESH_INTERVAL_S
+from hubspoke.resolve import APPLIED, State, fold
+from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
 from lake_schema import Contract
 
 QueryHook = Callable[[str, Sequence[Any]], None]
 """Called with the SQL text and its parameters before each query runs."""
+
+LOG_TABLE = "identity_events"
+PROJECT_STEP = "project"
+"""The commit metadata `step` of the hub's merges into an identity table (see hubspoke.ingest)."""
 
 
 def quote(identifier: str) -> str:
@@ -25,30 +45,60 @@ def quote(identifier: str) -> str:
 
 
 class View:
-    """One loaded set of tables, each at a known Delta version; immutable once built."""
+    """One consistent state of the loaded tables; later refreshes do not change what it shows."""
 
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection,
         versions: Mapping[str, int | None],
         hooks: Sequence[QueryHook],
+        pin_table: str,
     ) -> None:
         self.versions = dict(versions)
-        self._con = con
         self._hooks = hooks
-        self._cursor_lock = threading.Lock()
+        # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
+        # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
+        # Several cursors let requests on the same view query in parallel (duckdb allows one open
+        # result per cursor); they close, ending their transactions, with the view.
+        self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        for _ in range(VIEW_CURSORS):
+            cursor = con.cursor()
+            cursor.begin()
+            # A transaction takes its snapshot on its first table read, not at BEGIN.
+            cursor.sql(
+                f"SELECT count(*) FROM (SELECT 1 FROM {quote(pin_table)} LIMIT 1)"
+            ).fetchall()
+            self._cursors.put(cursor)
+
+    def __del__(self) -> None:
+        # Ends the pinned transactions as soon as no request uses the view any more, so DuckDB
+        # can drop the row versions only this view still saw.
+        while not self._cursors.empty():
+            self._cursors.get_nowait().close()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts; values are always bound, never formatted in."""
         for hook in self._hooks:
             hook(sql, params)
-        # duckdb allows one open result per connection: each call gets its own cursor.
-        with self._cursor_lock:
-            cursor = self._con.cursor()
+        cursor = self._cursors.get()
         try:
             return cursor.sql(sql, params=list(params)).to_arrow_table().to_pylist()
         finally:
-            cursor.close()
+            self._cursors.put(cursor)
+
+
+@dataclass
+class _Followed:
+    """Where the DuckDB copy of one identity table stands against the lake."""
+
+    table: LakeTable
+    loaded: bool = False
+    version: int | None = None
+    """Delta version of the identity table the copy started from or has explained since."""
+    projected: int = 0
+    """The table's `hub.projection` progress at `version`: the last log batch merged into it."""
+    applied: int = 0
+    """The last log batch folded into the copy."""
 
 
 class Snapshot:
@@ -61,9 +111,19 @@ class Snapshot:
         refresh_interval: float = REFRESH_INTERVAL_S,
     ) -> None:
         self.query_hooks: list[QueryHook] = []
-        self._tables = [lake.table(c) for c in contracts]
+        self.full_loads: list[str] = []
+        """Table names in the order they were loaded in full (startup included)."""
+        identities = {c.table_name for c in lake.catalog.identities()}
+        self._followed = [_Followed(lake.table(c)) for c in contracts if c.table_name in identities]
+        self._extensions = [lake.table(c) for c in contracts if c.table_name not in identities]
+        self._ext_versions: dict[str, int | None] = {}
+        self._log = lake.table(LOG_TABLE)
+        self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
         self._lock = threading.Lock()
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._writer = self._con.cursor()
         self._view: View | None = None
         self._checked_at = 0.0
 
@@ -72,51 +132,182 @@ class Snapshot:
         view = self._view
         if view is not None and time.monotonic() - self._checked_at < self._interval:
             return view
-        # One thread checks and reloads; meanwhile the others keep serving the view they have
+        # One thread checks and refreshes; meanwhile the others keep serving the view they have
         # (only the very first load makes everyone wait).
         if not self._lock.acquire(blocking=view is None):
             return view  # type: ignore[return-value]  # non-blocking only when view is set
         try:
             if self._view is None or time.monotonic() - self._checked_at >= self._interval:
-                versions = {t.name: _version(t) for t in self._tables}
-                if self._view is None or versions != self._view.versions:
-                    self._view = self._load(versions)
+                if self._refresh() or self._view is None:
+                    self._view = View(
+                        self._con, self._versions(), self.query_hooks, self._pin_table
+                    )
                 self._checked_at = time.monotonic()
             return self._view
         finally:
             self._lock.release()
 
-    def _load(self, versions: Mapping[str, int | None]) -> View:
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone = 'UTC'")
-        for table in self._tables:
-            version = versions[table.name]
-            # A contract whose table is not created yet reads as an empty table.
-            rows = (
-                table.contract.arrow_schema().empty_table()
-                if version is None
-                else table.read(version=version)
+    def _versions(self) -> dict[str, int | None]:
+        return self._ext_versions | {f.table.name: f.version for f in self._followed}
+
+    def _refresh(self) -> bool:
+        """Bring the DuckDB tables up to the lake in one transaction; True when any changed."""
+        ext_versions = {t.name: _version(t) for t in self._extensions}
+        reload_ext = [
+            t
+            for t in self._extensions
+            if t.name not in self._ext_versions
+            or self._ext_versions[t.name] != ext_versions[t.name]
+        ]
+        # The identity tables' state is read before the log's: the log is committed before each
+        # merge, so the log read next always holds every batch a merge seen here contains.
+        identity_state = {f.table.name: _delta_state(f.table) for f in self._followed}
+        reload_ids = [
+            f for f in self._followed if not self._explained(f, *identity_state[f.table.name])
+        ]
+        log_dt = _delta(self._log)
+        logged = (log_dt.transaction_version(INGEST_APP) or 0) if log_dt is not None else 0
+        # A full load holds the batches up to the table's projection progress; the log has the rest.
+        starts = {
+            f.table.name: identity_state[f.table.name][1] if f in reload_ids else f.applied
+            for f in self._followed
+        }
+        behind = [f for f in self._followed if starts[f.table.name] < logged]
+        if not reload_ext and not reload_ids and not behind:
+            for f in self._followed:  # only explained merges (or nothing) happened
+                f.version, f.projected = identity_state[f.table.name]
+            return False
+
+        self._writer.begin()
+        try:
+            for table in reload_ext:
+                self._load(table, ext_versions[table.name])
+            for f in reload_ids:
+                self._load(f.table, identity_state[f.table.name][0])
+            if behind and log_dt is not None:
+                self._follow_log(behind, starts, log_dt)
+            self._writer.commit()
+        except BaseException:
+            self._writer.rollback()
+            raise
+        # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
+        self._ext_versions = ext_versions
+        for f in self._followed:
+            f.version, f.projected = identity_state[f.table.name]
+            f.applied = max(starts[f.table.name], logged)
+            f.loaded = True
+        return True
+
+    def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
+        """Whether the identity table's changes since `f.version` are merges of logged batches."""
+        if not f.loaded or version is None or f.version is None:
+            return f.loaded and version is None and f.version is None  # still not created
+        if version < f.version or projected < f.projected:
+            return False  # the table was recreated, or its progress went backwards
+        if version == f.version:
+            return True
+        commits = f.table.history(version - f.version)
+        # Each merge of the hub writes a state the log already gave us (same fold, same order);
+        # any other writer changed the table in a way the log cannot reproduce.
+        return all(c.get("step") == PROJECT_STEP for c in commits if c["version"] > f.version)
+
+    def _load(self, table: LakeTable, version: int | None) -> None:
+        # A contract whose table is not created yet reads as an empty table.
+        rows = (
+            table.contract.arrow_schema().empty_table()
+            if version is None
+            else table.read(version=version)
+        )
+        # Sorted by key so that DuckDB's min/max zone maps serve key lookups and key-ordered pages.
+        order = ", ".join(quote(k) for k in table.contract.key_fields)
+        with self._registered(rows) as name:
+            self._writer.execute(
+                f"CREATE OR REPLACE TABLE {quote(table.name)} AS"
+                f" SELECT * FROM {name} ORDER BY {order}"
             )
-            _create(con, table.contract, rows)
-        # The previous view's connection closes when the last request using it lets go.
-        return View(con, versions, self.query_hooks)
+        self.full_loads.append(table.name)
+
+    def _follow_log(
+        self, behind: Sequence[_Followed], starts: Mapping[str, int], log_dt: DeltaTable
+    ) -> None:
+        """Fold the applied events of the log batches after each table's start onto its rows."""
+        since = min(starts[f.table.name] for f in behind)
+        rows = self._log.read(
+            where=(pl.col("batch") > since) & (pl.col("disposition") == APPLIED),
+            version=log_dt.version(),
+        ).to_pylist()
+        by_entity: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_entity[row["entity"]].append(row)
+        for f in behind:
+            contract = f.table.contract
+            start = starts[f.table.name]
+            events = [r for r in by_entity.get(contract.entity or "", []) if r["batch"] > start]
+            if events:
+                self._upsert(
+                    contract, _fold_batches(contract, events, self._rows(contract, events))
+                )
+
+    def _rows(self, contract: Contract, events: list[dict[str, Any]]) -> dict[str, State]:
+        key = contract.key_fields[0]
+        ids = pa.table({key: sorted({r["entity_id"] for r in events})})
+        with self._registered(ids) as name:
+            found = self._writer.sql(
+                f"SELECT t.* FROM {quote(contract.table_name)} t SEMI JOIN {name} USING ({quote(key)})"
+            ).to_arrow_table()
+        return {r[key]: r for r in found.to_pylist()}
+
+    def _upsert(self, contract: Contract, states: list[State]) -> None:
+        key = quote(contract.key_fields[0])
+        table = quote(contract.table_name)
+        with self._registered(contract.to_arrow(states)) as name:
+            self._writer.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {name})")
+            self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+
+    @contextmanager
+    def _registered(self, rows: pa.Table) -> Iterator[str]:
+        self._writer.register("hubspoke_incoming", rows)
+        try:
+            yield "hubspoke_incoming"
+        finally:
+            self._writer.unregister("hubspoke_incoming")
 
 
-def _version(table: LakeTable) -> int | None:
+def _fold_batches(
+    contract: Contract, events: list[dict[str, Any]], current: Mapping[str, State]
+) -> list[State]:
+    """The states after folding each id's events batch by batch, as the hub did."""
+    # The hub folds each batch onto the state the previous batches left; folding several batches
+    # at once could order a late delete differently and count `version` differently.
+    per_id: dict[str, dict[int, list[IdentityEvent]]] = defaultdict(lambda: defaultdict(list))
+    for row in events:
+        per_id[row["entity_id"]][row["batch"]].append(event_from_log(row))
+    key = contract.key_fields[0]
+    resolved = []
+    for entity_id, batches in per_id.items():
+        state = current.get(entity_id)
+        for batch in sorted(batches):
+            state, _ = fold(state, batches[batch], key)
+        if state is not None:
+            resolved.append(state)
+    return resolved
+
+
+def _delta(table: LakeTable) -> DeltaTable | None:
     try:
-        return table.version()
+        return table.delta()
     except TableNotFoundError:
         return None
 
 
-def _create(con: duckdb.DuckDBPyConnection, contract: Contract, rows: pa.Table) -> None:
-    # Sorted by key so that DuckDB's min/max zone maps serve key lookups and key-ordered pages.
-    order = ", ".join(quote(k) for k in contract.key_fields)
-    con.register("hubspoke_incoming", rows)
-    try:
-        con.execute(
-            f"CREATE TABLE {quote(contract.table_name)} AS"
-            f" SELECT * FROM hubspoke_incoming ORDER BY {order}"
-        )
-    finally:
-        con.unregister("hubspoke_incoming")
+def _version(table: LakeTable) -> int | None:
+    dt = _delta(table)
+    return None if dt is None else dt.version()
+
+
+def _delta_state(table: LakeTable) -> tuple[int | None, int]:
+    """An identity table's Delta version and its projection progress, from one snapshot."""
+    dt = _delta(table)
+    if dt is None:
+        return None, 0
+    return dt.version(), dt.transaction_version(PROJECTION_APP) or 0

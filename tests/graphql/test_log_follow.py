@@ -1,0 +1,152 @@
+"""The snapshot follows the hub's log: a logged change shows before it is merged, never before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hubspoke_graphql.app import create_app
+from hubspoke_graphql.limits import REFRESH_INTERVAL_S
+from starlette.applications import Starlette
+
+from hubspoke.config import Settings
+from hubspoke.ingest import INGEST_APP, PROJECTION_APP, Hub
+from hubspoke.lake import LakeTable
+from hubspoke.simulate import Simulator
+from hubspoke.stack import Stack
+
+FIELDS = "name email version lastEventId"
+COUNT = "{ customers { totalCount } }"
+IDENTITY = "customer_identity"
+
+
+def test_logged_changes_show_before_the_merge_and_survive_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=5).seed(10)
+        app = create_app(stack.settings)
+        post = _poster(app)
+        before = post(COUNT)["customers"]["totalCount"]
+        live = _live_ids(stack)
+        updated, deleted = live[0], live[1]
+        assert app.state.snapshot.full_loads.count(IDENTITY) == 1
+
+        # The hub logs the batch but does not merge it (as between two projections under load).
+        monkeypatch.setattr(Hub, "project", lambda self: None)
+        sales = stack.spokes["sales"]
+        sales.update_customer(updated, name="Ada Lovelace", email="ada@example.com")
+        sales.delete_customer(deleted)
+        created = sales.create_customer("Grace Hopper", "grace@example.com")
+        stack.relay()
+        stack.hub.drain()
+        table = stack.lake.table(IDENTITY)
+        logged = stack.lake.table("identity_events").progress(INGEST_APP)
+        assert (table.progress(PROJECTION_APP) or 0) < (logged or 0)
+        assert created not in _lake_rows(stack, [created])
+
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        unmerged = _customers(post, [updated, deleted, created])
+        assert unmerged[updated]["name"] == "Ada Lovelace"
+        assert unmerged[updated]["email"] == "ada@example.com"
+        assert unmerged[deleted] is None
+        assert unmerged[created]["name"] == "Grace Hopper"
+        assert post(COUNT)["customers"]["totalCount"] == before
+
+        # The real merge writes exactly what the API already showed, and needs no reload.
+        monkeypatch.undo()
+        stack.hub.project()
+        assert table.progress(PROJECTION_APP) == logged
+        lake = _lake_rows(stack, [updated, created])
+        for key in (updated, created):
+            shown = unmerged[key]
+            assert (shown["name"], shown["email"], shown["version"], shown["lastEventId"]) == (
+                lake[key]["name"],
+                lake[key]["email"],
+                lake[key]["version"],
+                lake[key]["last_event_id"],
+            )
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert _customers(post, [updated, deleted, created]) == unmerged
+        assert app.state.snapshot.full_loads.count(IDENTITY) == 1
+
+
+def test_a_batch_whose_log_commit_failed_is_not_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=6).seed(5)
+        app = create_app(stack.settings)
+        post = _poster(app)
+        customer = _live_ids(stack)[0]
+        shown = _customers(post, [customer])[customer]
+
+        real_append = LakeTable.append
+
+        def failing(self: LakeTable, rows: Any, progress: Any = None, **metadata: Any) -> int:
+            if self.name == "identity_events":
+                raise OSError("disk full")
+            return real_append(self, rows, progress, **metadata)
+
+        monkeypatch.setattr(LakeTable, "append", failing)
+        stack.spokes["billing"].update_customer(customer, name="Never Logged")
+        stack.relay()
+        with pytest.raises(OSError, match="disk full"):
+            stack.hub.drain()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert _customers(post, [customer])[customer] == shown
+
+        # Redelivered and logged, it shows.
+        monkeypatch.undo()
+        stack.hub.drain()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert _customers(post, [customer])[customer]["name"] == "Never Logged"
+
+
+def test_a_change_the_log_does_not_explain_reloads_the_identity_table(tmp_path: Path) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=8).seed(5)
+        app = create_app(stack.settings)
+        post = _poster(app)
+        gone = _live_ids(stack)[0]
+        assert _customers(post, [gone])[gone] is not None
+
+        stack.lake.table(IDENTITY).delete_where(f"id = '{gone}'", step="erase")
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert _customers(post, [gone])[gone] is None
+        assert app.state.snapshot.full_loads.count(IDENTITY) == 2
+
+
+def _live_ids(stack: Stack) -> list[str]:
+    rows = stack.lake.table(IDENTITY).read().to_pylist()
+    return sorted(r["id"] for r in rows if not r["deleted"])
+
+
+def _lake_rows(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = stack.lake.table(IDENTITY).read().to_pylist()
+    return {r["id"]: r for r in rows if r["id"] in ids}
+
+
+def _customers(post: Callable[[str], dict[str, Any]], ids: list[str]) -> dict[str, Any]:
+    aliases = " ".join(f'c{i}: customer(id: "{key}") {{ {FIELDS} }}' for i, key in enumerate(ids))
+    data = post(f"{{ {aliases} }}")
+    return {key: data[f"c{i}"] for i, key in enumerate(ids)}
+
+
+def _poster(app: Starlette) -> Callable[[str], dict[str, Any]]:
+    def post(text: str) -> dict[str, Any]:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post("/graphql", json={"query": text})
+
+        body = asyncio.run(go()).json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    return post
