@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,10 +79,13 @@ class Hub:
         self.projection_interval_s = projection_interval_s
         # Resolved states logged but not yet merged into their identity table, by entity and key.
         # Merging rewrites every file holding a touched key, so under load it runs every
-        # projection_interval_s instead of every batch; the log is already durable.
+        # projection_interval_s instead of every batch, on a thread of its own (delta-rs releases
+        # the GIL) while batches keep being logged; the log is already durable.
         self._overlay: dict[str, dict[str, State]] = defaultdict(dict)
         self._overlay_batch = 0
         self._projected_at = time.monotonic()
+        self._merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-merge")
+        self._merging: tuple[Future[None], dict[str, dict[str, State]]] | None = None
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log = lake.table("identity_events")
@@ -111,20 +115,47 @@ class Hub:
                     break
                 total.add(self._ingest(deliveries))
                 done += 1
-                if time.monotonic() - self._projected_at >= self.projection_interval_s:
-                    self.project()
+                if self._merging is not None and self._merging[0].done():
+                    self._finish_merge()
+                if (
+                    self._merging is None
+                    and time.monotonic() - self._projected_at >= self.projection_interval_s
+                ):
+                    self._start_merge()
             self.project()  # caught up (or stopped): leave the identity tables complete
         return total
 
     def project(self) -> None:
-        """Merge the resolved states logged since the last projection into the identity tables."""
-        for entity, states in self._overlay.items():
-            if states:
-                self._merge(
-                    self.lake.catalog.identity(entity), list(states.values()), self._overlay_batch
-                )
+        """Merge every resolved state logged so far into the identity tables, and wait for it."""
+        if self._merging is not None:
+            self._finish_merge()
+        self._merge_all(
+            {e: dict(states) for e, states in self._overlay.items()}, self._overlay_batch
+        )
         self._overlay.clear()
         self._projected_at = time.monotonic()
+
+    def _start_merge(self) -> None:
+        handed = {e: dict(states) for e, states in self._overlay.items() if states}
+        future = self._merger.submit(self._merge_all, handed, self._overlay_batch)
+        self._merging = (future, handed)
+        self._projected_at = time.monotonic()
+
+    def _finish_merge(self) -> None:
+        assert self._merging is not None
+        future, handed = self._merging
+        self._merging = None
+        future.result()  # a failed merge fails the drain, like a crash; recovery redoes it
+        for entity, states in handed.items():
+            overlay = self._overlay[entity]
+            for key, state in states.items():
+                if overlay.get(key) is state:  # not changed again since it was handed over
+                    del overlay[key]
+
+    def _merge_all(self, states: dict[str, dict[str, State]], batch: int) -> None:
+        for entity, by_key in states.items():
+            if by_key:
+                self._merge(self.lake.catalog.identity(entity), list(by_key.values()), batch)
 
     def pending(self) -> int:
         """Identity events published but not yet ingested."""
@@ -163,6 +194,9 @@ class Hub:
 
     def recover(self) -> None:
         """Finish what a crashed batch committed to the log but not yet projected or broadcast."""
+        if self._merging is not None:  # a merge left running by a failed drain
+            self._merging[0].exception()
+            self._merging = None
         self._overlay.clear()  # the lake is the truth after a failure: rebuild from the log
         logged = self.log.progress(INGEST_APP) or 0
         for contract in self.lake.catalog.identities():
