@@ -15,6 +15,8 @@ import asyncio
 import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -126,18 +128,22 @@ def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Fres
                 sent += due
             time.sleep(0.01)
 
-    def consume() -> None:
-        hub = Hub(
-            stack.lake,
-            SqliteBus(stack.home / "bus" / "events.sqlite"),
-            stack.home / "hub",
-            projection_interval_s=stack.settings.projection_interval_s,
-        )
-        while not stop.is_set():
-            hub.drain(stack.settings.batch_size)
-            time.sleep(0.05)
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (produce, consume)]
+    # The consumer runs as it does in production: `hubspoke consume --follow`, its own process.
+    consumer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubspoke.cli",
+            "consume",
+            "--follow",
+            "--interval",
+            "0.05",
+            "--home",
+            str(stack.home),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    threads = [threading.Thread(target=produce, daemon=True)]
     for t in threads:
         t.start()
     log = stack.lake.table("identity_events")
@@ -200,10 +206,14 @@ def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Fres
                         break
                 await asyncio.sleep(0.1)
 
-    asyncio.run(probes())
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
+    try:
+        asyncio.run(probes())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        consumer.terminate()
+        consumer.wait(timeout=60)
     return result
 
 
