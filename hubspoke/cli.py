@@ -169,7 +169,7 @@ def consume(
         try:
             with _stack(home) as stack:
                 while True:
-                    round_ = stack.propagate()
+                    round_ = stack.propagate(settle=not follow)
                     backoff = BUS_RETRY_FIRST_S
                     ingest = round_["ingest"]
                     if ingest.received or not follow:

@@ -84,6 +84,7 @@ class Hub:
         self._overlay: dict[str, dict[str, State]] = defaultdict(dict)
         self._overlay_batch = 0
         self._projected_at = time.monotonic()
+        self._clean = False  # True between batches this process completed
         self._merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-merge")
         self._merging: tuple[Future[None], dict[str, dict[str, State]]] | None = None
         self.state_dir = state_dir
@@ -103,8 +104,16 @@ class Hub:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def drain(self, batch_size: int = 5000, max_batches: int | None = None) -> BatchReport:
-        """Ingest until the bus has nothing pending for the hub (or `max_batches` ran)."""
+    def drain(
+        self, batch_size: int = 5000, max_batches: int | None = None, settle: bool = True
+    ) -> BatchReport:
+        """Ingest until the bus has nothing pending for the hub (or `max_batches` ran).
+
+        With `settle` the identity tables hold everything logged when it returns. A follower
+        that drains again and again passes False: merges then only run every
+        projection_interval_s, and what is logged but unmerged stays in this process (or is
+        recovered from the log by whichever hub writes next).
+        """
         total = BatchReport()
         with self.exclusive():
             self.recover()
@@ -122,7 +131,10 @@ class Hub:
                     and time.monotonic() - self._projected_at >= self.projection_interval_s
                 ):
                     self._start_merge()
-            self.project()  # caught up (or stopped): leave the identity tables complete
+            if settle or time.monotonic() - self._projected_at >= self.projection_interval_s:
+                self.project()
+            elif self._merging is not None:
+                self._finish_merge()  # never leave a writer running outside the lock
         return total
 
     def project(self) -> None:
@@ -197,8 +209,11 @@ class Hub:
         if self._merging is not None:  # a merge left running by a failed drain
             self._merging[0].exception()
             self._merging = None
-        self._overlay.clear()  # the lake is the truth after a failure: rebuild from the log
         logged = self.log.progress(INGEST_APP) or 0
+        if self._clean and self._overlay_batch == logged:
+            return  # this process logged the last batch, completely: nothing to recover
+        self._overlay.clear()  # the lake is the truth after a failure: rebuild from the log
+        self._overlay_batch = 0
         for contract in self.lake.catalog.identities():
             table = self.lake.table(contract)
             projected = table.progress(PROJECTION_APP) or 0
@@ -246,6 +261,7 @@ class Hub:
     # --- one batch ---------------------------------------------------------------------------
 
     def _ingest(self, deliveries: Sequence[Delivery]) -> BatchReport:
+        self._clean = False
         batch = (self.log.progress(INGEST_APP) or 0) + 1
         now = datetime.now(UTC)
         report = BatchReport(batch=batch, received=len(deliveries))
@@ -335,6 +351,7 @@ class Hub:
         report.dead_lettered = len(dead)
         if fresh:
             report.max_lag_s = max((now - e.occurred_at).total_seconds() for e in fresh)
+        self._clean = True
         return report
 
     # --- helpers -----------------------------------------------------------------------------

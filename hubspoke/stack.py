@@ -78,10 +78,13 @@ class Stack:
         """Apply pending hub broadcasts in every spoke; returns changes per spoke."""
         return {name: apply_broadcasts(spoke, self.bus) for name, spoke in self.spokes.items()}
 
-    def propagate(self) -> dict[str, Any]:
-        """One real-time round: outboxes -> bus -> hub -> lake -> broadcast -> spokes."""
+    def propagate(self, settle: bool = True) -> dict[str, Any]:
+        """One real-time round: outboxes -> bus -> hub -> lake -> broadcast -> spokes.
+
+        `settle=False` (a follower) leaves merging into the identity tables to its interval.
+        """
         relayed = self.relay()
-        report = self.hub.drain(self.settings.batch_size)
+        report = self.hub.drain(self.settings.batch_size, settle=settle)
         applied = self.deliver_broadcasts()
         return {"relayed": relayed, "ingest": report, "broadcast_applied": applied}
 

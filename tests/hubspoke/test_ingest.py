@@ -228,3 +228,26 @@ def test_crash_anywhere_in_a_batch_is_recovered_without_loss_or_double_apply(
             assert {k: copy[k] for k in ("name", "email", "deleted", "updated_at")} == {
                 k: lake[copy["id"]][k] for k in ("name", "email", "deleted", "updated_at")
             }
+
+
+def test_follower_merges_on_its_interval_and_another_hub_recovers_what_it_held(
+    stack: Stack,
+) -> None:
+    Simulator(stack, seed=5).seed(10)
+    Simulator(stack, seed=8).run(40)
+    stack.relay()
+    identity, log = stack.lake.table("customer_identity"), stack.lake.table("identity_events")
+    merged_before = identity.version()
+
+    follower = Hub(stack.lake, stack.bus, stack.home / "hub", projection_interval_s=3600)
+    follower.drain(settle=False)
+    assert identity.version() == merged_before, "a follower merges only on its interval"
+    assert (identity.progress("hub.projection") or 0) < (log.progress("hub.ingest") or 0)
+    held = {k: v for states in follower._overlay.values() for k, v in states.items()}
+    assert held
+
+    Hub(stack.lake, stack.bus, stack.home / "hub").drain()  # another process takes the lock
+    assert identity.progress("hub.projection") == log.progress("hub.ingest")
+    lake = identity_state(stack)
+    for key, state in held.items():
+        assert {k: state[k] for k in STATE} == lake[key]

@@ -85,13 +85,13 @@ def test_consume_follow_backs_off_and_retries_an_unavailable_bus(
     outcomes = iter(["down"] * 6 + ["ok", "down", "stop"])
     real_propagate = Stack.propagate
 
-    def propagate(stack: Stack) -> dict[str, Any]:
+    def propagate(stack: Stack, settle: bool = True) -> dict[str, Any]:
         outcome = next(outcomes)
         if outcome == "down":
             raise BusUnavailable("no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F")
         if outcome == "stop":
             raise Stop
-        return real_propagate(stack)
+        return real_propagate(stack, settle)
 
     pauses: list[float] = []
     monkeypatch.setattr(Stack, "propagate", propagate)
@@ -115,7 +115,7 @@ def test_consume_once_with_the_bus_down_is_one_line_and_exit_1(
     runner = CliRunner()
     assert runner.invoke(cli.app, ["init", "--home", home]).exit_code == 0
 
-    def propagate(stack: Stack) -> dict[str, Any]:
+    def propagate(stack: Stack, settle: bool = True) -> dict[str, Any]:
         raise BusUnavailable("no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F")
 
     monkeypatch.setattr(Stack, "propagate", propagate)
