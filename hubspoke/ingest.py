@@ -86,6 +86,8 @@ class Hub:
         self._projected_at = time.monotonic()
         self._clean = False  # True between batches this process completed
         self._merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-merge")
+        self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-broadcast")
+        self._broadcasting: Future[None] | None = None
         self._merging: tuple[Future[None], dict[str, dict[str, State]]] | None = None
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,7 @@ class Hub:
                     and time.monotonic() - self._projected_at >= self.projection_interval_s
                 ):
                     self._start_merge()
+            self._wait_for_broadcast()
             if settle or time.monotonic() - self._projected_at >= self.projection_interval_s:
                 self.project()
             elif self._merging is not None:
@@ -209,6 +212,10 @@ class Hub:
         if self._merging is not None:  # a merge left running by a failed drain
             self._merging[0].exception()
             self._merging = None
+        if self._broadcasting is not None:  # likewise a broadcast
+            self._broadcasting.exception()
+            self._broadcasting = None
+            self._clean = False
         logged = self.log.progress(INGEST_APP) or 0
         if self._clean and self._overlay_batch == logged:
             return  # this process logged the last batch, completely: nothing to recover
@@ -342,9 +349,11 @@ class Hub:
             self.parked.delete_where(_in("event_id", released), step="release parked")
         self.bus.ack(IDENTITY_TOPIC, HUB_SUBSCRIBER, deliveries)
 
-        for entity, states in changed.items():
-            report.broadcast += self._broadcast(self.lake.catalog.identity(entity), states)
-        self._save_checkpoint(broadcast_batch=batch)
+        # Broadcasting overlaps the next batch; batches are still broadcast in order, and the
+        # checkpoint moves only once a batch's broadcast is confirmed.
+        self._wait_for_broadcast()
+        self._broadcasting = self._broadcaster.submit(self._broadcast_batch, dict(changed), batch)
+        report.broadcast = sum(len(states) for states in changed.values())
 
         report.dispositions.update(r["disposition"] for r in log_rows)
         report.dispositions[PARKED] += len(new_parked)
@@ -395,6 +404,21 @@ class Hub:
             step="project",
             batch=batch,
         )
+
+    def _broadcast_batch(self, changed: dict[str, list[State]], batch: int) -> None:
+        for entity, states in changed.items():
+            self._broadcast(self.lake.catalog.identity(entity), states)
+        self._save_checkpoint(broadcast_batch=batch)
+
+    def _wait_for_broadcast(self) -> None:
+        """Wait for the broadcast in flight; a failure surfaces here, like a crash."""
+        if self._broadcasting is not None:
+            future, self._broadcasting = self._broadcasting, None
+            try:
+                future.result()
+            except BaseException:
+                self._clean = False  # the next drain recovers (re-broadcasts) this batch
+                raise
 
     def _broadcast(self, contract: Contract, states: Any) -> int:
         bodies = [encode_broadcast(contract.entity, s) for s in states]
