@@ -34,7 +34,7 @@ import polars as pl
 
 from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, Delivery, EventBus
 from hubspoke.events import IdentityEvent, InvalidEvent, encode_broadcast, parse_event
-from hubspoke.lake import Lake, LakeTable, Progress
+from hubspoke.lake import Lake, LakeTable, Progress, sql_in
 from hubspoke.resolve import APPLIED, DUPLICATE, PARKED, State, fold
 from lake_schema import Contract
 
@@ -202,7 +202,9 @@ class Hub:
                 )
             self.bus.publish(IDENTITY_TOPIC, [rows["body"][0].as_py().encode()])
             self.dead_letters.delete_where(
-                f"dead_letter_id = '{dead_letter_id}'", step="replay", dead_letter_id=dead_letter_id
+                sql_in("dead_letter_id", [dead_letter_id]),
+                step="replay",
+                dead_letter_id=dead_letter_id,
             )
 
     # --- recovery ----------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class Hub:
         parked_ids = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
         done = [i for i in parked_ids if i in self._logged_ids]
         if done:
-            self.parked.delete_where(_in("event_id", done), step="release parked")
+            self.parked.delete_where(sql_in("event_id", done), step="release parked")
         broadcast = self._checkpoint().get("broadcast_batch", 0)
         if broadcast < logged:
             rows = self.log.read(
@@ -346,7 +348,7 @@ class Hub:
             self._overlay[entity].update({s[key]: s for s in states})
         self._overlay_batch = batch
         if released:
-            self.parked.delete_where(_in("event_id", released), step="release parked")
+            self.parked.delete_where(sql_in("event_id", released), step="release parked")
         self.bus.ack(IDENTITY_TOPIC, HUB_SUBSCRIBER, deliveries)
 
         # Broadcasting overlaps the next batch; batches are still broadcast in order, and the
@@ -434,11 +436,6 @@ class Hub:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._checkpoint() | values))
         tmp.replace(path)  # atomic: a crash leaves the old or the new checkpoint
-
-
-def _in(column: str, values: Sequence[str]) -> str:
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"{column} IN ({quoted})"
 
 
 def _log_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -236,6 +236,12 @@ class LakeTable:
                     raise
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
+
+
+def sql_in(column: str, values: Sequence[str]) -> str:
+    """A `column IN (...)` predicate for Delta deletes, the values quoted as string literals."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
 
 
 def _commit_properties(progress: Progress | None, metadata: Mapping[str, Any]) -> CommitProperties:

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from hubspoke.lake import Lake, Progress
+from hubspoke.lake import Lake, Progress, sql_in
 from hubspoke.timestamps import from_micros, to_micros
 from lake_schema import Contract
 from spokes import Spoke
@@ -129,9 +129,8 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
     )
     release = sorted(set(held.to_pylist()) & loaded)
     if release:
-        keys = ", ".join("'" + k.replace("'", "''") + "'" for k in release)
         quarantine.delete_where(
-            f"domain = '{contract.table_name}' AND customer_id IN ({keys})",
+            f"{sql_in('domain', [contract.table_name])} AND {sql_in('customer_id', release)}",
             step="release quarantine",
         )
     report.released = len(release)
