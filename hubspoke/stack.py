@@ -111,7 +111,7 @@ class Stack:
         parked = self.lake.table("parked_identity_events").count()
         dead = self.lake.table("dead_letters").count()
         pending_bus = self.hub.pending()
-        outboxes = {name: len(s.outbox(1_000_000)) for name, s in self.spokes.items()}
+        outboxes = {name: s.outbox_backlog()[0] for name, s in self.spokes.items()}
         events = {
             "received": sum(by_disposition.values()) + parked + dead,
             "applied": by_disposition["applied"],

@@ -10,9 +10,6 @@ from hubspoke.stack import HomeNotFound, Stack
 from pipelines.jobs import identity_ingestion_job
 from pipelines.resources import HubspokeResource
 
-_OUTBOX_PEEK = 1_000_000
-"""Outbox rows read per spoke and tick; outboxes are drained every few seconds, so far fewer."""
-
 _NOT_YET_INGESTING = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -32,8 +29,9 @@ def backlog_key(stack: Stack) -> str | None:
         oldest = stack.bus.oldest_pending_at(IDENTITY_TOPIC, HUB_SUBSCRIBER)
         parts.append(f"bus:{on_bus}@{oldest}")
     for name, spoke in sorted(stack.spokes.items()):
-        if waiting := spoke.outbox(_OUTBOX_PEEK):
-            parts.append(f"{name}:{waiting[0].seq}-{waiting[-1].seq}")
+        waiting, first, last = spoke.outbox_backlog()
+        if waiting:
+            parts.append(f"{name}:{first}-{last}")
     return "|".join(parts) or None
 
 

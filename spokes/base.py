@@ -184,6 +184,15 @@ class Spoke(ABC):
         )
         return [OutboxMessage(seq=r["seq"], body=r["body"].encode()) for r in rows]
 
+    def outbox_backlog(self) -> tuple[int, int | None, int | None]:
+        """How many outbox events wait, and the first and last of their sequence numbers."""
+        row = self.db.fetchone(
+            "SELECT count(*) AS waiting, min(seq) AS first, max(seq) AS last"
+            " FROM hubspoke_outbox WHERE published_at IS NULL"
+        )
+        assert row is not None
+        return int(row["waiting"]), row["first"], row["last"]
+
     def published_events(self) -> list[bytes]:
         """Every outbox event the bus has confirmed, in outbox order (for audits and tests)."""
         rows = self.db.fetchall(
