@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -107,114 +108,161 @@ class Freshness:
 
 
 def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Freshness:
-    """Steady background load through the embedded bus, a running consumer, and probes."""
+    """Steady background load, the consumer and the API in their own processes, and probes.
+
+    Probes change customers the background load never touches, so "visible" means exactly
+    "this event's state is served". Visibility is polled over HTTP; when each probe was logged
+    and merged is read afterwards from the commit timestamps of the two Delta tables, so
+    measuring costs the system under test nothing.
+    """
     result = Freshness()
+    rng = random.Random(2)
+    probe_ids = ids[: len(ids) // 100 or 1]
+    background_ids = ids[len(probe_ids) :] or ids
     stop = threading.Event()
     markers: dict[str, tuple[str, float]] = {}  # event id -> (customer id, source commit time)
     lock = threading.Lock()
-    rng = random.Random(2)
 
     def produce() -> None:
         bus = SqliteBus(stack.home / "bus" / "events.sqlite")
         started, sent = time.monotonic(), 0
+        probe_every = max(1, int(rate // 4))  # about four probes a second
         while not stop.is_set():
             due = int((time.monotonic() - started) * rate) - sent
             if due > 0:
-                events = update_events(ids, due, rng)
-                bus.publish(IDENTITY_TOPIC, [e.to_json().encode() for e in events])
+                events = update_events(background_ids, due, rng)
+                probes = update_events(
+                    probe_ids, (sent + due) // probe_every - sent // probe_every, rng
+                )
+                bus.publish(IDENTITY_TOPIC, [e.to_json().encode() for e in events + probes])
                 with lock:
-                    for e in events[:: max(1, int(rate // 4))]:  # about four probes a second
-                        markers[e.event_id] = (e.entity_id, e.occurred_at.timestamp())
+                    markers.update(
+                        {e.event_id: (e.entity_id, e.occurred_at.timestamp()) for e in probes}
+                    )
                 sent += due
             time.sleep(0.01)
 
-    # The consumer runs as it does in production: `hubspoke consume --follow`, its own process.
-    consumer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubspoke.cli",
-            "consume",
-            "--follow",
-            "--interval",
-            "0.05",
-            "--home",
-            str(stack.home),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    threads = [threading.Thread(target=produce, daemon=True)]
-    for t in threads:
-        t.start()
-    log = stack.lake.table("identity_events")
+    port = _free_port()
+    hubspoke = [sys.executable, "-m", "hubspoke.cli"]
+    home = ["--home", str(stack.home)]
+    # Both run as in production: `hubspoke consume --follow` and `hubspoke serve`.
+    processes = [
+        subprocess.Popen(
+            [*hubspoke, "serve", "--port", str(port), *home],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [*hubspoke, "consume", "--follow", "--interval", "0.05", *home],
+            stdout=subprocess.DEVNULL,
+        ),
+    ]
     identity = stack.lake.table("customer_identity")
-    from hubspoke_graphql.app import create_app
-
-    app = create_app(stack.settings)
-    seen_logged: set[str] = set()
-    seen_merged: set[str] = set()
-    seen_graphql: set[str] = set()
-    deadline = time.monotonic() + seconds
     query = "query($id: ID!) { customer(id: $id) { lastEventId } }"
+    visible_at: dict[str, float] = {}
 
-    async def probe_graphql(
-        client: httpx.AsyncClient, waiting: dict[str, tuple[str, float]]
-    ) -> None:
-        for event_id, (customer, at) in waiting.items():
-            answer = await client.post(
-                "/graphql", json={"query": query, "variables": {"id": customer}}
-            )
-            found = (answer.json().get("data") or {}).get("customer") or {}
-            if found.get("lastEventId") == event_id:
-                seen_graphql.add(event_id)
-                result.graphql.append(time.time() - at)
-
-    async def probes() -> None:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench"
-        ) as client:
-            while time.monotonic() < deadline + 15:
-                with lock:
-                    pending = dict(markers)
-                now = time.time()
-                waiting = {k: v for k, v in pending.items() if k not in seen_logged}
-                if waiting:
-                    hits = log.read(
-                        columns=["event_id"], where=pl.col("event_id").is_in(list(waiting))
-                    )
-                    for event_id in hits["event_id"].to_pylist():
-                        seen_logged.add(event_id)
-                        result.logged.append(now - waiting[event_id][1])
-                waiting = {k: v for k, v in pending.items() if k not in seen_merged}
-                if waiting:
-                    hits = identity.read(
-                        columns=["last_event_id"],
-                        where=pl.col("last_event_id").is_in(list(waiting)),
-                    )
-                    for event_id in hits["last_event_id"].to_pylist():
-                        seen_merged.add(event_id)
-                        result.merged.append(now - waiting[event_id][1])
-                await probe_graphql(
-                    client, {k: v for k, v in pending.items() if k not in seen_graphql}
+    async def probes(client: httpx.AsyncClient) -> None:
+        deadline = time.monotonic() + seconds
+        files_checked = 0.0
+        while time.monotonic() < deadline + 15:
+            with lock:
+                waiting = {k: v for k, v in markers.items() if k not in visible_at}
+            answers = await asyncio.gather(
+                *(
+                    client.post("/graphql", json={"query": query, "variables": {"id": customer}})
+                    for customer, _ in waiting.values()
                 )
+            )
+            now = time.time()
+            for event_id, answer in zip(waiting, answers, strict=True):
+                found = (answer.json().get("data") or {}).get("customer") or {}
+                if found.get("lastEventId") == event_id:
+                    visible_at[event_id] = now
+            if time.monotonic() - files_checked > 1:
+                files_checked = time.monotonic()
                 result.identity_files_max = max(
                     result.identity_files_max, len(identity.delta().file_uris())
                 )
-                if time.monotonic() > deadline:
-                    stop.set()
-                    if len(seen_merged) == len(pending) and len(seen_graphql) == len(pending):
-                        break
-                await asyncio.sleep(0.1)
+            if time.monotonic() > deadline:
+                stop.set()
+                if not waiting:
+                    break
+            await asyncio.sleep(0.02)
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            await _wait_until_serving(client, processes[0])
+            producer = threading.Thread(target=produce, daemon=True)
+            producer.start()
+            try:
+                await probes(client)
+            finally:
+                stop.set()
+                producer.join(timeout=60)
 
     try:
-        asyncio.run(probes())
+        asyncio.run(run())
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-        consumer.terminate()
-        consumer.wait(timeout=60)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=60)
+    logged_at, merged_at = _commit_times(stack, list(markers))
+    for event_id, (_, at) in markers.items():
+        if event_id in logged_at:
+            result.logged.append(logged_at[event_id] - at)
+        if event_id in merged_at:
+            result.merged.append(merged_at[event_id] - at)
+        if event_id in visible_at:
+            result.graphql.append(visible_at[event_id] - at)
     return result
+
+
+def _commit_times(stack: Stack, event_ids: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """When each event's batch was committed to the log, and first merged into the identity table."""
+    log = stack.lake.table("identity_events")
+    rows = log.read(columns=["event_id", "batch"], where=pl.col("event_id").is_in(event_ids))
+    batch_of = dict(zip(rows["event_id"].to_pylist(), rows["batch"].to_pylist(), strict=True))
+
+    def times(table: str, step: str) -> list[tuple[int, float]]:
+        commits = stack.lake.table(table).history()
+        return sorted(
+            (int(c["batch"]), c["timestamp"] / 1000)
+            for c in commits
+            if c.get("step") == step and "batch" in c
+        )
+
+    logged = dict(times("identity_events", "ingest"))
+    merges = times("customer_identity", "project")
+    merged: dict[str, float] = {}
+    for event_id, batch in batch_of.items():
+        later = [at for b, at in merges if b >= batch]
+        if later:
+            merged[event_id] = min(later)
+    return {e: logged[b] for e, b in batch_of.items() if b in logged}, merged
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_until_serving(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
+    """Wait for the API's first answer (it loads the lake into memory before serving)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"hubspoke serve exited with {server.returncode}")
+        try:
+            answer = await client.post(
+                "/graphql", json={"query": "{ customers(first: 1) { totalCount } }"}
+            )
+            if answer.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError("hubspoke serve did not answer within 300 s")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,7 +21,8 @@ from rich.table import Table
 
 from hubspoke.bus import BusUnavailable
 from hubspoke.config import ConfigError, Settings
-from hubspoke.ingest import UnknownDeadLetter
+from hubspoke.follow import Follower
+from hubspoke.ingest import BatchReport, UnknownDeadLetter
 from hubspoke.simulate import Simulator
 from hubspoke.stack import HomeNotFound, Stack
 from hubspoke.sync import SyncReport
@@ -42,9 +43,6 @@ Home = Annotated[
     ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
-BUS_RETRY_FIRST_S = 0.5
-BUS_RETRY_MAX_S = 10.0
-"""`consume --follow` retries an unavailable bus after 0.5 s, doubling up to 10 s."""
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout holding dagster.yaml (the demo runs `dagster dev` from there)."""
 
@@ -161,35 +159,29 @@ def consume(
     follow: Annotated[bool, typer.Option("--follow", help="Keep consuming until Ctrl-C.")] = False,
     interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between polls with --follow.")
-    ] = 0.5,
+    ] = 0.2,
 ) -> None:
     """Relay spoke outboxes, ingest identity events into the lake, and broadcast to the spokes."""
-    backoff = BUS_RETRY_FIRST_S
-    while True:
-        try:
-            with _stack(home) as stack:
-                while True:
-                    round_ = stack.propagate(settle=not follow)
-                    backoff = BUS_RETRY_FIRST_S
-                    ingest = round_["ingest"]
-                    if ingest.received or not follow:
-                        console.print(
-                            f"received {ingest.received}: "
-                            + ", ".join(f"{k} {v}" for k, v in sorted(ingest.dispositions.items()))
-                            + f", dead-lettered {ingest.dead_lettered}; broadcast {ingest.broadcast};"
-                            f" max lag {ingest.max_lag_s:.2f}s"
-                        )
-                    if not follow:
-                        return
-                    time.sleep(interval)
-        except BusUnavailable as exc:
-            if not follow:
-                raise
-            # The stack is reopened after the pause: a new connection, and a hub whose in-memory
-            # state is rebuilt from the lake (a batch may have failed between commit and ack).
-            errors.print(f"{exc}; retrying in {backoff:g}s", highlight=False, soft_wrap=True)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, BUS_RETRY_MAX_S)
+    if not follow:
+        with _stack(home) as stack:
+            _print_batch(stack.propagate()["ingest"])
+        return
+
+    def retry(loop: str, exc: BusUnavailable, pause: float) -> None:
+        errors.print(f"{loop}: {exc}; retrying in {pause:g}s", highlight=False, soft_wrap=True)
+
+    with _stack(home) as stack:  # fails here, once, on a missing home or a bad setting
+        settings = stack.settings
+    Follower(settings, interval, on_batch=_print_batch, on_retry=retry).run()
+
+
+def _print_batch(ingest: BatchReport) -> None:
+    console.print(
+        f"received {ingest.received}: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(ingest.dispositions.items()))
+        + f", dead-lettered {ingest.dead_lettered}; broadcast {ingest.broadcast};"
+        f" max lag {ingest.max_lag_s:.2f}s"
+    )
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -111,19 +112,37 @@ def _timestamp(text: str) -> datetime | str:
         return text  # the contract check reports it with the field's name
 
 
-def encode_broadcast(entity: str, state: dict[str, Any]) -> bytes:
-    """The wire form of a resolved identity state the hub sends to every spoke."""
-    return json.dumps({"entity": entity, "state": state}, default=_isoformat).encode()
+BROADCAST_STATES_PER_MESSAGE = 500
+"""Resolved states packed into one broadcast message (a few hundred bytes each).
+
+One message per state cost more than the whole merge: each spoke's queue pays the broker's
+per-message work, and the hub's publisher pays the client's framing per message."""
 
 
-def decode_broadcast(body: bytes) -> tuple[str, dict[str, Any]]:
-    """A broadcast as (entity, state), timestamps parsed back to aware datetimes."""
+def encode_broadcast(entity: str, states: Sequence[dict[str, Any]]) -> list[bytes]:
+    """The wire form of resolved identity states the hub sends to every spoke, packed in order."""
+    step = BROADCAST_STATES_PER_MESSAGE
+    return [
+        json.dumps(
+            {"entity": entity, "states": list(states[i : i + step])}, default=_isoformat
+        ).encode()
+        for i in range(0, len(states), step)
+    ]
+
+
+def decode_broadcast(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """A broadcast message as (entity, state) pairs, timestamps parsed back to aware datetimes.
+
+    Accepts both the packed form (`states`) and a single `state`, so spokes keep applying
+    messages a hub of an earlier release left in their queue.
+    """
     message = json.loads(body)
-    state = message["state"]
-    for key in ("created_at", "updated_at", "deleted_at"):
-        if state.get(key):
-            state[key] = datetime.fromisoformat(state[key])
-    return message["entity"], state
+    states = message["states"] if "states" in message else [message["state"]]
+    for state in states:
+        for key in ("created_at", "updated_at", "deleted_at"):
+            if state.get(key):
+                state[key] = datetime.fromisoformat(state[key])
+    return [(message["entity"], state) for state in states]
 
 
 def _isoformat(value: Any) -> str:

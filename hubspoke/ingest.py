@@ -34,6 +34,7 @@ import polars as pl
 
 from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, Delivery, EventBus
 from hubspoke.events import IdentityEvent, InvalidEvent, encode_broadcast, parse_event
+from hubspoke.identity_copy import IdentityCopy
 from hubspoke.lake import Lake, LakeTable, Progress, sql_in
 from hubspoke.resolve import APPLIED, DUPLICATE, PARKED, State, fold
 from lake_schema import Contract
@@ -95,6 +96,14 @@ class Hub:
         self.parked = lake.table("parked_identity_events")
         self.dead_letters = lake.table("dead_letters")
         self._seen: set[str] | None = None
+        self._parked_keys: set[tuple[str, str]] = set()
+        """(entity, entity id) of every parked event, so a batch reads the parked table only
+        when it touches one of them."""
+        self._logged_batch = 0
+        """The last batch in the log; read from the lake at the start of each drain."""
+        self._copies = {
+            c.entity: IdentityCopy(lake.table(c)) for c in lake.catalog.identities() if c.entity
+        }
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -218,11 +227,15 @@ class Hub:
             self._broadcasting.exception()
             self._broadcasting = None
             self._clean = False
-        logged = self.log.progress(INGEST_APP) or 0
+        logged = self._logged_batch = self.log.progress(INGEST_APP) or 0
+        for copy in self._copies.values():
+            copy.check()
         if self._clean and self._overlay_batch == logged:
             return  # this process logged the last batch, completely: nothing to recover
-        self._overlay.clear()  # the lake is the truth after a failure: rebuild from the log
+        # The lake is the truth after a failure or another hub's turn: rebuild from the log.
+        self._overlay.clear()
         self._overlay_batch = 0
+        self._seen = None
         for contract in self.lake.catalog.identities():
             table = self.lake.table(contract)
             projected = table.progress(PROJECTION_APP) or 0
@@ -263,15 +276,16 @@ class Hub:
                     "event_id"
                 ].to_pylist()
             )
-            parked = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
-            self._seen = self._logged_ids | set(parked)
+            parked = self.parked.read(columns=["event_id", "entity", "entity_id"]).to_pylist()
+            self._parked_keys = {(p["entity"], p["entity_id"]) for p in parked}
+            self._seen = self._logged_ids | {p["event_id"] for p in parked}
         return self._seen
 
     # --- one batch ---------------------------------------------------------------------------
 
     def _ingest(self, deliveries: Sequence[Delivery]) -> BatchReport:
         self._clean = False
-        batch = (self.log.progress(INGEST_APP) or 0) + 1
+        batch = self._logged_batch + 1
         now = datetime.now(UTC)
         report = BatchReport(batch=batch, received=len(deliveries))
         seen = self.seen()
@@ -334,12 +348,14 @@ class Hub:
             self.dead_letters.append(self.dead_letters.contract.to_arrow(dead), step="dead-letter")
         if new_parked:
             self.parked.append(self.parked.contract.to_arrow(new_parked), step="park")
+            self._parked_keys |= {(p["entity"], p["entity_id"]) for p in new_parked}
         self.log.append(
             self.log.contract.to_arrow(log_rows),
             progress=Progress(INGEST_APP, batch),
             step="ingest",
             batch=batch,
         )
+        self._logged_batch = batch
         # Known from the commit on: a retry of this batch in this process must see them as seen.
         self._logged_ids |= {r["event_id"] for r in log_rows if r["disposition"] != DUPLICATE}
         seen |= {r["event_id"] for r in log_rows} | {p["event_id"] for p in new_parked}
@@ -368,16 +384,15 @@ class Hub:
     # --- helpers -----------------------------------------------------------------------------
 
     def _states(self, contract: Contract, ids: set[str]) -> dict[str, State]:
-        key = contract.key_fields[0]
         overlay = self._overlay.get(contract.entity or "", {})
         found = {i: overlay[i] for i in ids if i in overlay}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            rows = self.lake.table(contract).read(where=pl.col(key).is_in(missing))
-            found |= {r[key]: r for r in rows.to_pylist()}
-        return found
+        return found | self._copies[contract.entity or ""].states(
+            [i for i in ids if i not in found]
+        )
 
     def _parked_events(self, entity: str, ids: set[str]) -> list[IdentityEvent]:
+        if not any((entity, i) in self._parked_keys for i in ids):
+            return []
         rows = self.parked.read(
             columns=["body"],
             where=(pl.col("entity") == entity) & pl.col("entity_id").is_in(list(ids)),
@@ -399,13 +414,14 @@ class Hub:
 
     def _merge(self, contract: Contract, states: list[State], batch: int) -> None:
         table: LakeTable = self.lake.table(contract)
-        table.upsert(
+        metrics = table.upsert(
             contract.to_arrow(states),
             newer_than="version",
             progress=Progress(PROJECTION_APP, batch),
             step="project",
             batch=batch,
         )
+        self._copies[contract.entity or ""].merged(states, metrics["version"])
 
     def _broadcast_batch(self, changed: dict[str, list[State]], batch: int) -> None:
         for entity, states in changed.items():
@@ -423,9 +439,9 @@ class Hub:
                 raise
 
     def _broadcast(self, contract: Contract, states: Any) -> int:
-        bodies = [encode_broadcast(contract.entity, s) for s in states]
-        self.bus.publish(BROADCAST_TOPIC, bodies)
-        return len(bodies)
+        states = list(states)
+        self.bus.publish(BROADCAST_TOPIC, encode_broadcast(contract.entity, states))
+        return len(states)
 
     def _checkpoint(self) -> dict[str, int]:
         path = self.state_dir / "checkpoint.json"

@@ -124,12 +124,14 @@ class LakeTable:
         """Append rows (cast to the contract's schema); returns the new version."""
         rows = self._conform(rows)
         props = _commit_properties(progress, metadata)
-        self._with_retries(
-            lambda dt: write_deltalake(
+
+        def write(dt: DeltaTable) -> int:
+            write_deltalake(
                 dt, rows, mode="append", writer_properties=_WRITER, commit_properties=props
             )
-        )
-        return self.version()
+            return dt.version()  # the version this commit made, whoever commits next
+
+        return self._with_retries(write)
 
     def upsert(
         self,
@@ -139,8 +141,11 @@ class LakeTable:
         delete_keys: Iterable[Any] = (),
         progress: Progress | None = None,
         **metadata: Any,
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
         """Merge rows by primary key and delete `delete_keys`, in one atomic commit.
+
+        Returns delta-rs's merge metrics and the `version` the commit made (None when there was
+        nothing to commit).
 
         Args:
             rows: rows in the contract's shape; an existing row is replaced when
@@ -160,12 +165,13 @@ class LakeTable:
                 keys[0]
             ].to_pylist()
         if rows.num_rows == 0 and not deletes:
-            if progress is not None:  # nothing to merge, but the writer's position moves on
-                self.append(rows, progress, **metadata)
+            # Nothing to merge, but the writer's position moves on.
+            version = self.append(rows, progress, **metadata) if progress is not None else None
             return {
                 "num_target_rows_inserted": 0,
                 "num_target_rows_updated": 0,
                 "num_target_rows_deleted": 0,
+                "version": version,
             }
         if deletes:
             flags = pa.table(
@@ -186,7 +192,7 @@ class LakeTable:
         cols = {c: f"s.{c}" for c in self.contract.field_names}
         props = _commit_properties(progress, metadata)
 
-        def merge(dt: DeltaTable) -> dict[str, int]:
+        def merge(dt: DeltaTable) -> dict[str, Any]:
             return (
                 dt.merge(
                     source,
@@ -200,7 +206,7 @@ class LakeTable:
                 .when_matched_update(updates=cols, predicate=update_when)
                 .when_not_matched_insert(updates=cols, predicate="s.__delete = false")
                 .execute()
-            )
+            ) | {"version": dt.version()}
 
         return self._with_retries(merge)
 

@@ -22,6 +22,16 @@ _SCALARS: dict[str, pa.DataType] = {
     "date": pa.date32(),
 }
 ACCEPTED_TYPES = "string, int64, float64, boolean, timestamp, date, decimal(P,S), object"
+_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "int64": int,
+    "float64": (int, float),
+    "boolean": bool,
+    "timestamp": datetime,
+    "date": date,
+    "object": dict,
+}
+"""What a valid value of each type is in Python (decimal types take Decimal)."""
 
 
 class ContractError(ValueError):
@@ -79,15 +89,7 @@ class Field(BaseModel):
         """Why `value` breaks this field's contract, or None when it is fine."""
         if value is None:
             return None if self.nullable else f"{self.name} is required but missing"
-        expected = {
-            "string": str,
-            "int64": int,
-            "float64": (int, float),
-            "boolean": bool,
-            "timestamp": datetime,
-            "date": date,
-            "object": dict,
-        }.get(self.type, Decimal)
+        expected = _PYTHON_TYPES.get(self.type, Decimal)
         if isinstance(value, bool) and expected in (int, (int, float), Decimal):
             return f"{self.name} must be {self.type}, got boolean {value!r}"
         if expected is Decimal and isinstance(value, int | float | str):

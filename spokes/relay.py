@@ -31,12 +31,13 @@ def relay_outbox(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
 
 
 def apply_broadcasts(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
-    """Apply every pending hub broadcast to the spoke's copy; returns how many changed it."""
+    """Apply every pending hub broadcast to the spoke's copy; returns how many states changed it."""
     applied = 0
     while deliveries := bus.fetch(BROADCAST_TOPIC, spoke.name, batch_size):
         states = [
             state
-            for entity, state in map(decode_broadcast, (d.body for d in deliveries))
+            for d in deliveries
+            for entity, state in decode_broadcast(d.body)
             if entity == spoke.entity
         ]
         applied += spoke.apply_broadcast(states)

@@ -18,8 +18,8 @@ import pytest
 
 from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, BusUnavailable
 from hubspoke.bus.rabbitmq import SUBSCRIBERS, RabbitBus
-from hubspoke.cli import BUS_RETRY_FIRST_S, BUS_RETRY_MAX_S
 from hubspoke.config import Settings
+from hubspoke.follow import BUS_RETRY_FIRST_S, BUS_RETRY_MAX_S
 from hubspoke.ingest import HUB_SUBSCRIBER
 from hubspoke.stack import Stack
 from spokes import open_spokes

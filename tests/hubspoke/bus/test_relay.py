@@ -13,6 +13,7 @@ from hubspoke import cli
 from hubspoke.bus import IDENTITY_TOPIC, BusUnavailable, SqliteBus
 from hubspoke.bus.rabbitmq import RabbitBus
 from hubspoke.config import Settings
+from hubspoke.follow import Follower
 from hubspoke.stack import Stack
 from spokes import Spoke, open_spokes
 from spokes.relay import relay_outbox
@@ -83,27 +84,35 @@ def test_consume_follow_backs_off_and_retries_an_unavailable_bus(
         pass
 
     outcomes = iter(["down"] * 6 + ["ok", "down", "stop"])
-    real_propagate = Stack.propagate
+    real_hub_round = Follower._hub_round
 
-    def propagate(stack: Stack, settle: bool = True) -> dict[str, Any]:
+    def hub_round(follower: Follower, stack: Stack) -> bool:
         outcome = next(outcomes)
         if outcome == "down":
             raise BusUnavailable("no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F")
         if outcome == "stop":
             raise Stop
-        return real_propagate(stack, settle)
+        return real_hub_round(follower, stack)
 
-    pauses: list[float] = []
-    monkeypatch.setattr(Stack, "propagate", propagate)
-    monkeypatch.setattr(cli.time, "sleep", pauses.append)
+    hub_pauses: list[float] = []
+    real_pause = Follower._pause
+
+    def pause(follower: Follower, loop: str, seconds: float) -> None:
+        if loop == "hub":
+            hub_pauses.append(seconds)
+        else:
+            real_pause(follower, loop, seconds)
+
+    monkeypatch.setattr(Follower, "_hub_round", hub_round)
+    monkeypatch.setattr(Follower, "_pause", pause)
     result = runner.invoke(cli.app, ["consume", "--follow", "--home", home, "--interval", "0.2"])
 
     assert isinstance(result.exception, Stop)
     # Doubling from 0.5 s up to 10 s; a successful round (then its 0.2 s poll) resets it.
-    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 0.2, 0.5]
+    assert hub_pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 0.2, 0.5]
     retries = [line for line in result.stderr.splitlines() if "retrying" in line]
     assert retries[0] == (
-        "no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F; retrying in 0.5s"
+        "hub: no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F; retrying in 0.5s"
     )
     assert len(retries) == 7
 
