@@ -167,12 +167,9 @@ def consume(
             _print_batch(stack.propagate()["ingest"])
         return
 
-    def retry(loop: str, exc: BusUnavailable, pause: float) -> None:
-        errors.print(f"{loop}: {exc}; retrying in {pause:g}s", highlight=False, soft_wrap=True)
-
     with _stack(home) as stack:  # fails here, once, on a missing home or a bad setting
         settings = stack.settings
-    Follower(settings, interval, on_batch=_print_batch, on_retry=retry).run()
+    Follower(settings, interval, on_batch=_print_batch).run()
 
 
 def _print_batch(ingest: BatchReport) -> None:

@@ -120,34 +120,62 @@ class Hub:
     ) -> BatchReport:
         """Ingest until the bus has nothing pending for the hub (or `max_batches` ran).
 
-        With `settle` the identity tables hold everything logged when it returns. A follower
-        that drains again and again passes False: merges then only run every
-        projection_interval_s, and what is logged but unmerged stays in this process (or is
-        recovered from the log by whichever hub writes next).
+        With `settle` the identity tables hold everything logged when it returns; without it
+        they are merged only if projection_interval_s has passed since the last merge.
         """
         total = BatchReport()
-        with self.exclusive():
-            self.recover()
+        with self.turn():
             done = 0
             while max_batches is None or done < max_batches:
-                deliveries = self.bus.fetch(IDENTITY_TOPIC, HUB_SUBSCRIBER, batch_size)
-                if not deliveries:
+                report = self.step(batch_size)
+                if not report.received:
                     break
-                total.add(self._ingest(deliveries))
+                total.add(report)
                 done += 1
-                if self._merging is not None and self._merging[0].done():
-                    self._finish_merge()
-                if (
-                    self._merging is None
-                    and time.monotonic() - self._projected_at >= self.projection_interval_s
-                ):
-                    self._start_merge()
-            self._wait_for_broadcast()
-            if settle or time.monotonic() - self._projected_at >= self.projection_interval_s:
+            if settle or self._merge_due():
                 self.project()
-            elif self._merging is not None:
-                self._finish_merge()  # never leave a writer running outside the lock
         return total
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the single-writer lock for a series of `step`s, recovering first.
+
+        Leaving the turn normally waits for the merge and the broadcast in flight, so no writer
+        outlives the lock; after a failure they are left to the next turn's recovery.
+        """
+        with self.exclusive():
+            self.recover()
+            yield
+            self._wait_for_broadcast()
+            if self._merging is not None:
+                self._finish_merge()
+
+    def step(self, batch_size: int) -> BatchReport:
+        """Ingest one micro-batch, if any is waiting, and start a merge when one is due.
+
+        Call within a `turn`. A follower steps again and again: merges then run every
+        projection_interval_s on their own thread while batches keep being logged, and what is
+        logged but unmerged stays in this process (or is recovered from the log by whichever
+        hub writes next).
+        """
+        deliveries = self.bus.fetch(IDENTITY_TOPIC, HUB_SUBSCRIBER, batch_size)
+        report = self._ingest(deliveries) if deliveries else BatchReport()
+        if self._merging is not None and self._merging[0].done():
+            self._finish_merge()
+        if self._merging is None and self._merge_due():
+            self._start_merge()
+        return report
+
+    @property
+    def merging(self) -> bool:
+        """A merge into the identity tables is running on its thread."""
+        return self._merging is not None
+
+    def _merge_due(self) -> bool:
+        return (
+            any(self._overlay.values())
+            and time.monotonic() - self._projected_at >= self.projection_interval_s
+        )
 
     def project(self) -> None:
         """Merge every resolved state logged so far into the identity tables, and wait for it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,3 +158,81 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
     assert graphql(url, ada, expect=lambda c: c is None) is None
     gone = graphql(url, ada, include_deleted=True)
     assert gone["deleted"] and gone["sales"] is None and gone["billing"] is None
+
+
+def test_consume_follow_keeps_lake_and_every_spoke_current_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    cli(home, "init")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "hubspoke.cli", "consume", "--follow", "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with Stack.open(Settings(home=home)) as stack:
+            created = {
+                spoke.create_customer(f"Customer {i}", f"c{i}@example.com"): name
+                for i, (name, spoke) in enumerate(
+                    [(n, s) for n, s in stack.spokes.items() for _ in range(5)]
+                )
+            }
+            renamed = next(iter(created))
+            stack.spokes[created[renamed]].update_customer(renamed, name="Renamed Later")
+
+            def current() -> bool:
+                lake = stack.lake.table("customer_identity").read().to_pylist()
+                names = {r["id"]: r["name"] for r in lake}
+                spoke_names = [
+                    {c["id"]: c["name"] for c in spoke.identities()}
+                    for spoke in stack.spokes.values()
+                ]
+                return (
+                    names.keys() == created.keys()
+                    and all(copy == names for copy in spoke_names)
+                    and names[renamed] == "Renamed Later"
+                )
+
+            deadline = time.monotonic() + 60
+            while not current():
+                assert follower.poll() is None, follower.communicate()
+                assert time.monotonic() < deadline, "lake and spokes did not converge in 60 s"
+                time.sleep(0.2)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=60)
+    assert out.startswith("received "), out  # one summary line per micro-batch
+    assert "Traceback" not in err, err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_spokes_loop_of_a_killed_follower_does_not_outlive_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cli(home, "init")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "hubspoke.cli", "consume", "--follow", "--home", str(home)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (children := _children(follower.pid)):
+        assert time.monotonic() < deadline, "the follower started no spokes' loop"
+        time.sleep(0.1)
+    follower.kill()  # SIGKILL: no cleanup runs in the follower
+    follower.wait()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, f"spokes' loop {children} still running"
+        time.sleep(0.1)

@@ -84,26 +84,22 @@ def test_consume_follow_backs_off_and_retries_an_unavailable_bus(
         pass
 
     outcomes = iter(["down"] * 6 + ["ok", "down", "stop"])
-    real_hub_round = Follower._hub_round
+    real_hub_turn = Follower._hub_turn
 
-    def hub_round(follower: Follower, stack: Stack) -> bool:
+    def hub_turn(follower: Follower, stack: Stack) -> None:
         outcome = next(outcomes)
         if outcome == "down":
             raise BusUnavailable("no RabbitMQ answering at amqp://guest@127.0.0.1:5672/%2F")
         if outcome == "stop":
             raise Stop
-        return real_hub_round(follower, stack)
+        real_hub_turn(follower, stack)
 
     hub_pauses: list[float] = []
-    real_pause = Follower._pause
 
     def pause(follower: Follower, loop: str, seconds: float) -> None:
-        if loop == "hub":
-            hub_pauses.append(seconds)
-        else:
-            real_pause(follower, loop, seconds)
+        hub_pauses.append(seconds)
 
-    monkeypatch.setattr(Follower, "_hub_round", hub_round)
+    monkeypatch.setattr(Follower, "_hub_turn", hub_turn)
     monkeypatch.setattr(Follower, "_pause", pause)
     result = runner.invoke(cli.app, ["consume", "--follow", "--home", home, "--interval", "0.2"])
 
