@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Sequence
 
 import polars as pl
@@ -20,6 +21,9 @@ class IdentityCopy:
     hub folds its own merges in; a commit by anyone else (seen as a version the copy does not
     know) drops it, and the next lookup loads the table again. It holds the whole table in
     memory: about 200 MB per million customers.
+
+    Lookups come from the batch thread and merges are folded in from the merge thread; a lock
+    keeps a merge from landing between a load's version and its rows, which would lose it.
     """
 
     def __init__(self, table: LakeTable) -> None:
@@ -27,38 +31,44 @@ class IdentityCopy:
         self.key = table.contract.key_fields[0]
         self._rows: pl.DataFrame | None = None
         self._version: int | None = None
+        self._lock = threading.Lock()
 
     def states(self, ids: Collection[str]) -> dict[str, State]:
         """The stored states of `ids` (absent ids have none)."""
         if not ids:
             return {}
-        if self._rows is None:
-            self._version = self.table.version()
-            self._rows = self.table.scan(self._version).collect()
-        wanted = pl.DataFrame({self.key: list(ids)}, schema={self.key: self._rows[self.key].dtype})
-        found = self._rows.join(wanted, on=self.key, how="semi")
+        with self._lock:
+            if self._rows is None:
+                self._version = self.table.version()
+                self._rows = self.table.scan(self._version).collect()
+            rows = self._rows
+        wanted = pl.DataFrame({self.key: list(ids)}, schema={self.key: rows[self.key].dtype})
+        found = rows.join(wanted, on=self.key, how="semi")
         schema = self.table.contract.arrow_schema()
         return {r[self.key]: r for r in found.to_arrow().cast(schema).to_pylist()}
 
     def merged(self, states: Sequence[State], version: int | None) -> None:
-        """Fold states the hub just merged, as the table holds them at `version`."""
-        if self._rows is None:
-            return
-        if version is None or self._version is None or version != self._version + 1:
-            self.drop()  # someone else committed in between: what they wrote is unknown here
+        """Fold states the hub just merged, as the table holds them at `version` (None: unchanged)."""
+        if version is None:
             return
         incoming = pl.from_arrow(self.table.contract.to_arrow(list(states)))
         assert isinstance(incoming, pl.DataFrame)
-        kept = self._rows.join(incoming.select(self.key), on=self.key, how="anti")
-        self._rows = pl.concat([kept, incoming], how="vertical_relaxed")
-        self._version = version
+        with self._lock:
+            if self._rows is None or self._version is None:
+                return
+            if version != self._version + 1:
+                self._drop()  # someone else committed in between: what they wrote is unknown
+                return
+            kept = self._rows.join(incoming.select(self.key), on=self.key, how="anti")
+            self._rows = pl.concat([kept, incoming], how="vertical_relaxed")
+            self._version = version
 
     def check(self) -> None:
         """Drop the copy when the table moved on without this hub (another writer, a restore)."""
-        if self._rows is not None and self.table.version() != self._version:
-            self.drop()
+        with self._lock:
+            if self._rows is not None and self.table.version() != self._version:
+                self._drop()
 
-    def drop(self) -> None:
-        """Forget the copy; the next lookup loads the table again."""
+    def _drop(self) -> None:
         self._rows = None
         self._version = None

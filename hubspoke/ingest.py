@@ -273,8 +273,7 @@ class Hub:
                     & (pl.col("entity") == contract.entity)
                     & (pl.col("disposition") == APPLIED)
                 )
-                events = [event_from_log(r) for r in rows.to_pylist()]
-                self._project(contract, events, logged)
+                self._project(contract, rows.to_pylist(), logged)
         self.seen()
         parked_ids = self.parked.read(columns=["event_id"])["event_id"].to_pylist()
         done = [i for i in parked_ids if i in self._logged_ids]
@@ -427,18 +426,24 @@ class Hub:
         )
         return [parse_event(b.encode(), self.lake.catalog) for b in rows["body"].to_pylist()]
 
-    def _project(self, contract: Contract, events: list[IdentityEvent], batch: int) -> None:
-        """Re-apply logged, applied events onto the identity table (crash recovery)."""
-        per_id: dict[str, list[IdentityEvent]] = defaultdict(list)
-        for e in events:
-            per_id[e.entity_id].append(e)
-        states = self._states(contract, set(per_id))
-        resolved = []
-        for entity_id, evs in per_id.items():
-            after, _ = fold(states.get(entity_id), evs, contract.key_fields[0])
-            if after is not None:
-                resolved.append(after)
-        self._merge(contract, resolved, batch)
+    def _project(self, contract: Contract, log_rows: list[dict[str, Any]], batch: int) -> None:
+        """Re-apply logged, applied events onto the identity table (crash recovery).
+
+        Batch by batch, as they were first applied: folding a late event into the batch it
+        arrived in gives a different version than folding all events at once, and spokes
+        must never see two states with one version.
+        """
+        by_batch: dict[int, dict[str, list[IdentityEvent]]] = defaultdict(lambda: defaultdict(list))
+        for r in log_rows:
+            by_batch[r["batch"]][r["entity_id"]].append(event_from_log(r))
+        states = self._states(contract, {r["entity_id"] for r in log_rows})
+        changed: dict[str, State] = {}
+        for logged_batch in sorted(by_batch):
+            for entity_id, events in by_batch[logged_batch].items():
+                after, _ = fold(states.get(entity_id), events, contract.key_fields[0])
+                if after is not None:
+                    states[entity_id] = changed[entity_id] = after
+        self._merge(contract, list(changed.values()), batch)
 
     def _merge(self, contract: Contract, states: list[State], batch: int) -> None:
         table: LakeTable = self.lake.table(contract)

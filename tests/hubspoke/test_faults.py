@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hubspoke.config import Settings
-from hubspoke.events import parse_event
+from hubspoke.events import IdentityEvent, parse_event
 from hubspoke.resolve import fold
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
@@ -83,6 +83,11 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(home:
     )
     assert kills >= 1, "the consumer finished before any kill: make the backlog larger"
 
+    assert_converged(home, published)
+
+
+def assert_converged(home: Path, published: list[IdentityEvent]) -> dict[str, int]:
+    """Assert nothing was lost or applied twice and every copy agrees; return the event counts."""
     with Stack.open(Settings(home=home)) as stack:
         log = stack.lake.table("identity_events").read().to_pylist()
         final = Counter(r["event_id"] for r in log if r["disposition"] != "duplicate")
@@ -107,3 +112,96 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(home:
                 assert {k: copy[k] for k in ("name", "email", "deleted", "updated_at")} == {
                     k: lake[copy["id"]][k] for k in ("name", "email", "deleted", "updated_at")
                 }
+        return status
+
+
+KILLER = """
+import os, signal, sys
+import pyarrow.parquet as pq
+from hubspoke import cli, lake
+from hubspoke.bus import BROADCAST_TOPIC, SqliteBus
+from hubspoke.bus.rabbitmq import RabbitBus
+
+point, at_call = sys.argv[1], int(sys.argv[2])
+calls = 0
+
+
+def due():
+    global calls
+    calls += 1
+    return calls == at_call
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+real_append = lake.LakeTable.append
+
+
+def append(self, rows, progress=None, **metadata):
+    if self.name != "identity_events":
+        return real_append(self, rows, progress, **metadata)
+    if point == "during-log-commit" and due():
+        # What a crash inside the commit leaves: data files that no log entry names.
+        pq.write_table(rows, self.path / "part-00000-killed-mid-commit.parquet")
+        die()
+    version = real_append(self, rows, progress, **metadata)
+    if point == "after-commit-before-ack" and due():
+        die()
+    return version
+
+
+def wrap_publish(cls):
+    real = cls.publish
+
+    def publish(self, topic, bodies):
+        if point == "during-broadcast" and topic == BROADCAST_TOPIC and due():
+            real(self, topic, bodies[:1])  # one message of the batch's broadcast went out
+            die()
+        return real(self, topic, bodies)
+
+    cls.publish = publish
+
+
+lake.LakeTable.append = append
+wrap_publish(SqliteBus)
+wrap_publish(RabbitBus)
+cli.app(["consume"])
+"""
+
+
+@pytest.mark.parametrize(
+    "point", ["during-log-commit", "after-commit-before-ack", "during-broadcast"]
+)
+def test_consumer_killed_at_each_commit_point_loses_nothing_and_applies_nothing_twice(
+    home: Path, point: str
+) -> None:
+    with Stack.open(Settings(home=home)) as stack:
+        sim = Simulator(stack, seed=8)
+        sim.seed(20)
+        spokes = list(stack.spokes.values())
+        for i in range(1100):  # two batches; the first broadcasts 1000 states in two messages
+            spokes[i % 3].create_customer(f"Customer {i}", f"c{i}@example.com")
+        sim.run(300)
+        stack.relay()
+        published = [
+            parse_event(body) for s in stack.spokes.values() for body in s.published_events()
+        ]
+    env = os.environ | {"HUBSPOKE_HOME": str(home), "HUBSPOKE_BATCH_SIZE": "1000"}
+    at_call = "1" if point == "during-broadcast" else "2"  # the 2nd batch's log commit
+    killed = subprocess.run([sys.executable, "-c", KILLER, point, at_call], env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, f"the consumer was not killed at {point}"
+
+    subprocess.run(
+        [sys.executable, "-m", "hubspoke.cli", "consume"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=300,
+    )
+    counts = assert_converged(home, published)
+    if point == "after-commit-before-ack":
+        assert counts["duplicate"] > 0, "the redelivered batch was not recorded as duplicates"
+    else:
+        assert counts["duplicate"] == 0

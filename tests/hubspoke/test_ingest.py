@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from hubspoke.bus import IDENTITY_TOPIC
 from hubspoke.bus.rabbitmq import RabbitBus
 from hubspoke.config import Settings
+from hubspoke.events import IdentityEvent
 from hubspoke.ingest import Hub
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
@@ -251,3 +254,45 @@ def test_follower_merges_on_its_interval_and_another_hub_recovers_what_it_held(
     lake = identity_state(stack)
     for key, state in held.items():
         assert {k: state[k] for k in STATE} == lake[key]
+
+
+def test_recovery_gives_every_state_the_version_the_first_application_gave_it(
+    stack: Stack,
+) -> None:
+    """A late event with an earlier stamp, folded in its own batch, then re-projected after a
+    crash, must come out with the same version: spokes skip a state whose version they hold."""
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+    def event(kind: str, seconds: int, source: str, data: dict | None = None) -> bytes:
+        return (
+            IdentityEvent(
+                str(uuid.uuid4()),
+                kind,
+                "customer",
+                "c-1",
+                source,
+                at + timedelta(seconds=seconds),
+                data,
+            )
+            .to_json()
+            .encode()
+        )
+
+    batches = [
+        [event("created", 0, "sales", {"name": "Ada", "email": "ada@example.com"})],
+        [event("updated", 20, "sales", {"name": "Ada L", "email": "ada@example.com"})],
+        [event("deleted", 30, "sales")],
+        [event("deleted", 10, "support")],  # late, and earlier than the update
+        [event("updated", 25, "billing", {"name": "Ada K", "email": "ada@example.com"})],
+    ]
+    uninterrupted = Hub(stack.lake, stack.bus, stack.home / "hub", projection_interval_s=3600)
+    for bodies in batches:
+        stack.bus.publish(IDENTITY_TOPIC, bodies)
+        uninterrupted.drain(settle=False)  # logged, one batch each, none merged yet
+    log = stack.lake.table("identity_events").read().to_pylist()
+    versions = [r["hub_version"] for r in sorted(log, key=lambda r: r["batch"])]
+
+    Hub(stack.lake, stack.bus, stack.home / "hub").drain()  # recovers: re-projects the log
+    [row] = stack.lake.table("customer_identity").read().to_pylist()
+    assert row["version"] == max(v for v in versions if v is not None)
+    assert versions == sorted(versions), "versions are given in the order events arrive"
