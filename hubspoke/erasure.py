@@ -14,7 +14,8 @@ id out of a list column), in this order:
 4. acknowledged messages mentioning the person leave the embedded bus log (the file rewritten);
 5. a certificate without personal data is appended to `erasure_certificates`.
 
-A rerun for the same id finds nothing and certifies zero rows: erasure is idempotent.
+An id that nothing holds is refused (a typo must not yield a certificate), unless it was erased
+before: a rerun then finishes whatever an interrupted run left and certifies what it removed.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def erase(stack: Stack, request: ErasureRequest) -> dict[str, Any]:
         held = any(_holds(t, request.entity_id) for t in tables) or any(
             s.entity == request.entity and s.knows(request.entity_id) for s in stack.spokes.values()
         )
-        if not held:
+        if not held and not certificates(stack.lake, request.entity, request.entity_id):
             raise UnknownSubject(
                 f"no {request.entity} {request.entity_id!r} in the lake or any spoke;"
                 " nothing to erase (check the id with `hubspoke status` or GraphQL)"
@@ -167,6 +168,9 @@ def _erase_table(table: LakeTable, request: ErasureRequest, needles: list[str]) 
             if rule.redact is None
             else {f: "NULL" if v is None else _sql_text(v) for f, v in rule.redact.items()}
         )
+        if updates:  # rows redacted before are left alone
+            changed = " OR ".join(f"{f} IS DISTINCT FROM {v}" for f, v in updates.items())
+            predicate = f"({predicate}) AND ({changed})"
     rewritten = table.rewrite_where(predicate, updates, reason="right to erasure")
     forgotten = table.forget_history()
     return {
@@ -214,6 +218,10 @@ def _holds(table: LakeTable, entity_id: str) -> bool:
         return False  # free text only counts once the person is known elsewhere
     column = pl.col(rule.match)
     where = column.list.contains(entity_id) if rule.remove_from_list else column == entity_id
+    if rule.redact:
+        where &= pl.any_horizontal(
+            pl.col(f).ne_missing(pl.lit(v, dtype=pl.String)) for f, v in rule.redact.items()
+        )
     return table.scan().filter(where).select(pl.len()).collect().item() > 0
 
 
