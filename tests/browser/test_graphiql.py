@@ -32,7 +32,16 @@ def assets() -> Path:
 def graphql_url(launch: Any, demo_home: Path, assets: Path) -> str:
     return launch(
         lambda port: (
-            [sys.executable, "-m", "hubspoke.cli", "serve", "--home", str(demo_home), "--port", str(port)]
+            [
+                sys.executable,
+                "-m",
+                "hubspoke.cli",
+                "serve",
+                "--home",
+                str(demo_home),
+                "--port",
+                str(port),
+            ]
         ),
         {"HUBSPOKE_GRAPHIQL_ASSETS": str(assets)},
         "/graphql?query=%7B__typename%7D",
