@@ -78,11 +78,11 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 Launch = Callable[[Callable[[int], list[str]], dict[str, str], str], str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def launch() -> Iterator[Launch]:
     """Start a server on a free loopback port: `launch(args_for_port, env, probe_path)` -> its URL.
 
-    Every server started is stopped when the session ends.
+    Every server started is stopped when the test module ends.
     """
     started: list[subprocess.Popen[bytes]] = []
 
