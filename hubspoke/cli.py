@@ -1,7 +1,8 @@
-"""The `hubspoke` command line: demo, simulate, consume, sync, serve, status."""
+"""The `hubspoke` command line: demo, simulate, consume, sync, serve, status, erase."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from hubspoke.bus import BusUnavailable
 from hubspoke.config import ConfigError, Settings
+from hubspoke.erasure import ErasureRequest, UnknownSubject, erase
 from hubspoke.follow import Follower
 from hubspoke.ingest import BatchReport, UnknownDeadLetter
 from hubspoke.simulate import Simulator
@@ -54,7 +56,7 @@ def _user_errors(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (HomeNotFound, ConfigError, ContractError, UnknownDeadLetter) as exc:
+        except (HomeNotFound, ConfigError, ContractError, UnknownDeadLetter, UnknownSubject) as exc:
             errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except BusUnavailable as exc:  # not the user's input, but still one clear line
@@ -223,6 +225,44 @@ def status(
         print(json.dumps(state, indent=2))
         return
     _print_status(state)
+
+
+@app.command("erase")
+@_user_errors
+def erase_customer(
+    customer: Annotated[str, typer.Option("--customer", help="Id of the customer to erase.")],
+    requested_by: Annotated[
+        str | None,
+        typer.Option(help="Who asked (a ticket, team or role); default: the OS user."),
+    ] = None,
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the certificate as JSON.")] = False,
+) -> None:
+    """Right to erasure: remove a customer from the lake, every spoke and the bus; certify it."""
+    request = ErasureRequest(customer, requested_by or getpass.getuser())
+    with _stack(home) as stack:
+        certificate = erase(stack, request)
+    certificate = certificate | {
+        "tables": json.loads(certificate["tables"]),
+        "spokes": json.loads(certificate["spokes"]),
+    }
+    if as_json:
+        print(json.dumps(certificate, indent=2, default=str))
+        return
+    table = Table(title=f"erasure certificate {certificate['certificate_id']}")
+    for col in ("table", "how", "rows", "files rewritten", "files vacuumed"):
+        table.add_column(col, justify="left" if col in ("table", "how") else "right")
+    for name, t in certificate["tables"].items():
+        table.add_row(
+            name, t["action"], str(t["rows"]), str(t["files_rewritten"]), str(t["files_vacuumed"])
+        )
+    console.print(table)
+    console.print(
+        "spokes: "
+        + ", ".join(f"{k} {v} rows" for k, v in certificate["spokes"].items())
+        + f"; bus messages forgotten {certificate['bus_messages_forgotten']};"
+        f" subject {certificate['subject_hash'][:16]}..."
+    )
 
 
 dead_letters = typer.Typer(help="Messages the hub refused, with the reason; replay after a fix.")

@@ -45,6 +45,9 @@ class Settings:
     """HUBSPOKE_POSTGRES_URL: server of the sales spoke (its database is created per home)."""
     mariadb_url: str = "mysql://root@127.0.0.1:3306/test"
     """HUBSPOKE_MARIADB_URL: server of the support spoke (its database is created per home)."""
+    graphiql_assets: Path = Path.home() / ".cache" / "hubspoke" / "graphiql"
+    """HUBSPOKE_GRAPHIQL_ASSETS: folder of GraphiQL's JavaScript and CSS, served by the API so the
+    page works without a CDN (`python -m hubspoke_graphql.graphiql` fills it)."""
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -103,6 +106,7 @@ class Settings:
             rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
+            graphiql_assets=Path(env.get("HUBSPOKE_GRAPHIQL_ASSETS", defaults.graphiql_assets)),
         )
 
 

@@ -221,6 +221,59 @@ class LakeTable:
         )
         return int(metrics.get("num_deleted_rows", 0))
 
+    def rewrite_where(
+        self, predicate: str, updates: Mapping[str, str] | None = None, **metadata: Any
+    ) -> dict[str, int]:
+        """Delete the rows matching `predicate`, or set `updates` (column -> SQL) on them.
+
+        Returns rows affected, files rewritten (removed) and the version made (-1 if none).
+        """
+
+        def op(dt: DeltaTable) -> dict[str, Any]:
+            props = CommitProperties(custom_metadata=metadata)
+            if updates is None:
+                return dt.delete(predicate, writer_properties=_WRITER, commit_properties=props)
+            return dt.update(
+                updates=dict(updates),
+                predicate=predicate,
+                writer_properties=_WRITER,
+                commit_properties=props,
+            )
+
+        before = self.version()
+        metrics = self._with_retries(op)
+        rows = int(metrics.get("num_deleted_rows", metrics.get("num_updated_rows", 0)))
+        after = self.version()
+        return {
+            "rows": rows,
+            "files_rewritten": int(metrics.get("num_removed_files", 0)),
+            "version": after if after != before else -1,
+        }
+
+    def forget_history(self) -> dict[str, int]:
+        """Physically remove every earlier state of the table, keeping the current one.
+
+        Vacuums every file the current version no longer reads (retention 0), then writes a
+        checkpoint of the current version and deletes the log entries before it: the older
+        entries' column statistics (min/max) hold values of the rows they described. Time
+        travel before this version ends here; app transactions survive in the checkpoint.
+        """
+        dt = self.delta()
+        removed = dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+        # Change-data files of earlier commits hold the rows those commits changed; vacuum
+        # only removes what the current log tombstones.
+        log = self.path / "_delta_log"
+        change_data = self.path / "_change_data"
+        cdc_files = sorted(change_data.rglob("*.parquet")) if change_data.is_dir() else []
+        for path in cdc_files:
+            path.unlink()
+        dt.create_checkpoint()
+        version = dt.version()
+        stale = [p for p in log.iterdir() if p.name[:20].isdigit() and int(p.name[:20]) < version]
+        for path in stale:
+            path.unlink()
+        return {"files_removed": len(removed) + len(cdc_files), "log_entries_removed": len(stale)}
+
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit history, newest first."""
         return self.delta().history(limit)

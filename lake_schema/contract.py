@@ -20,8 +20,11 @@ _SCALARS: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
     "date": pa.date32(),
+    "list<string>": pa.list_(pa.string()),
 }
-ACCEPTED_TYPES = "string, int64, float64, boolean, timestamp, date, decimal(P,S), object"
+ACCEPTED_TYPES = (
+    "string, int64, float64, boolean, timestamp, date, decimal(P,S), object, list<string>"
+)
 _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
     "int64": int,
@@ -29,6 +32,7 @@ _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "boolean": bool,
     "timestamp": datetime,
     "date": date,
+    "list<string>": list,
     "object": dict,
 }
 """What a valid value of each type is in Python (decimal types take Decimal)."""
@@ -114,6 +118,39 @@ class Field(BaseModel):
         return None
 
 
+class Erasure(BaseModel):
+    """How a right-to-erasure request removes one person from a table (the contract's `erasure:`).
+
+    `match` names the column that identifies the person: their id, a list of ids
+    (`remove_from_list`), or, with `mentions`, free text that mentions their id or any of
+    their PII values (messages kept verbatim). Rows that match are deleted, unless `redact`
+    names the fields to overwrite (field -> replacement, null for null) or `remove_from_list`
+    takes the id out of the list and keeps the row.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str
+    mentions: bool = False
+    redact: dict[str, str | None] | None = None
+    remove_from_list: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Erasure:
+        if self.redact is not None and self.remove_from_list:
+            raise ValueError("erasure: choose redact or remove_from_list, not both")
+        if self.mentions and self.remove_from_list:
+            raise ValueError("erasure: mentions matches text, remove_from_list needs a list column")
+        return self
+
+    @property
+    def action(self) -> str:
+        """delete_rows, redact or remove_from_list."""
+        if self.redact is not None:
+            return "redact"
+        return "remove_from_list" if self.remove_from_list else "delete_rows"
+
+
 class Contract(BaseModel):
     """A named, owned, versioned shape: a lake table, an append-only log, or a bus event."""
 
@@ -129,6 +166,8 @@ class Contract(BaseModel):
     entity: str | None = None
     extension_name: str | None = None
     steward: str | None = None
+    erasure: Erasure | None = None
+    """How a right-to-erasure request removes a person from this table; None: holds none."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Contract:
@@ -142,9 +181,31 @@ class Contract(BaseModel):
             raise ValueError(f"{self.name}: an {self.kind} contract must name its entity")
         if self.kind == "extension" and self.extension_name is None:
             raise ValueError(f"{self.name}: an extension contract must set extension_name")
+        if self.erasure is not None:
+            self._check_erasure(self.erasure, names)
         if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
             raise ValueError(f"{self.name}: version {self.version!r} must be MAJOR.MINOR.PATCH")
         return self
+
+    def _check_erasure(self, erasure: Erasure, names: list[str]) -> None:
+        for name in [erasure.match, *(erasure.redact or {})]:
+            if name not in names:
+                raise ValueError(f"{self.name}: erasure names {name!r}, which is not a field")
+        list_column = self.field(erasure.match).type == "list<string>"
+        if erasure.remove_from_list != list_column:
+            raise ValueError(
+                f"{self.name}: erasure match {erasure.match!r} is"
+                f" {self.field(erasure.match).type}; remove_from_list is for list<string>"
+                " columns and is required on them"
+            )
+        for name, value in (erasure.redact or {}).items():
+            f = self.field(name)
+            if name == erasure.match or name in self.key_fields:
+                raise ValueError(f"{self.name}: erasure cannot redact the key or match {name!r}")
+            if value is None and not f.nullable:
+                raise ValueError(f"{self.name}: erasure redacts {name!r} to null; it is required")
+            if value is not None and f.type not in ("string", "object"):
+                raise ValueError(f"{self.name}: erasure replaces {name!r} ({f.type}) with text")
 
     @cached_property
     def table_name(self) -> str:

@@ -3,6 +3,7 @@ extraction. The SQL here is written once, with `?` placeholders; `spokes.databas
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -230,6 +231,30 @@ class Spoke(ABC):
                 applied += 1
         return applied
 
+    def erase(self, customer_ids: Sequence[str]) -> int:
+        """Right to erasure: delete every local row about these customers, outbox included.
+
+        Unlike `delete_customer` (a soft delete the spoke announces) this removes the rows and
+        then rewrites the tables so their bytes leave the database files; returns rows deleted.
+        """
+        s = self.schema
+        deleted = 0
+        with self.transaction() as db:
+            for customer_id in customer_ids:
+                for table, key in (
+                    (s.identity_table, s.identity_key),
+                    (s.domain_table, s.domain_key),
+                ):
+                    deleted += db.rowcount(f"DELETE FROM {table} WHERE {key} = ?", (customer_id,))
+                # Outbox bodies are JSON naming the entity id. '!' escapes LIKE's wildcards the
+                # same way on SQLite, PostgreSQL and MariaDB (a backslash does not).
+                literal = re.sub(r"([!%_])", r"!\1", customer_id)
+                deleted += db.rowcount(
+                    "DELETE FROM hubspoke_outbox WHERE body LIKE ? ESCAPE '!'", (f"%{literal}%",)
+                )
+        self.db.reclaim([s.identity_table, s.domain_table, "hubspoke_outbox"])
+        return deleted
+
     def extract_changes(self, since: datetime | None) -> DomainChanges:
         """Domain rows changed after `since` (all rows when None), mapped into the contract."""
         s = self.schema
@@ -299,6 +324,14 @@ class Spoke(ABC):
             if row is not None:
                 return row[s.identity_key]
         return None
+
+    def knows(self, customer_id: str) -> bool:
+        """Whether the spoke holds any row about the customer, deleted or not."""
+        s = self.schema
+        return any(
+            self.db.fetchone(f"SELECT 1 FROM {table} WHERE {key} = ?", (customer_id,)) is not None
+            for table, key in ((s.identity_table, s.identity_key), (s.domain_table, s.domain_key))
+        )
 
     def has_domain_row(self, customer_id: str) -> bool:
         """Whether the spoke keeps live domain data about the customer."""

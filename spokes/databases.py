@@ -69,9 +69,21 @@ class Database:
             raise
         self._con.commit()
 
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """Rewrite `tables` so deleted rows leave the files too, not only the visible data."""
+        raise NotImplementedError
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement written with `?` placeholders."""
         self._run(sql, params).close()
+
+    def rowcount(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return how many rows it changed."""
+        cursor = self._run(sql, params)
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Every row of a query, as dicts keyed by column name."""
@@ -174,6 +186,11 @@ class SqliteDatabase(Database):
         """SQLite takes `?` as written."""
         return sql
 
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """VACUUM the whole file and truncate the WAL (SQLite cannot rewrite one table)."""
+        self._con.execute("VACUUM")
+        self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
 
 class PostgresDatabase(Database):
     """A database on a PostgreSQL server, through psycopg 3."""
@@ -223,6 +240,12 @@ class PostgresDatabase(Database):
         with self.transaction():
             self.execute("SELECT pg_advisory_xact_lock(?)", (self._DDL_LOCK,))
             super().executescript(script)
+
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """VACUUM FULL: a plain VACUUM only marks dead rows reusable, their bytes stay."""
+        for table in tables:
+            _check_name(table)
+            self.execute(f"VACUUM FULL {table}")
 
 
 class MariaDatabase(Database):
@@ -278,6 +301,12 @@ class MariaDatabase(Database):
                 cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         finally:
             admin.close()
+
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """OPTIMIZE TABLE: InnoDB rebuilds the table without the deleted rows."""
+        for table in tables:
+            _check_name(table)
+            self.fetchall(f"OPTIMIZE TABLE {table}")
 
     def _on_conflict(self, key: str, others: list[str]) -> str:
         # The table's only unique key is `key`, so ON DUPLICATE KEY means the same as ON CONFLICT.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, BusUnavailable, EventBus
+from hubspoke.bus import BROADCAST_TOPIC, ERASURE_TOPIC, IDENTITY_TOPIC, BusUnavailable, EventBus
+from hubspoke.erasure import decode_erasure
 from hubspoke.events import decode_broadcast
 from spokes.base import Spoke
 
@@ -31,7 +32,11 @@ def relay_outbox(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
 
 
 def apply_broadcasts(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
-    """Apply every pending hub broadcast to the spoke's copy; returns how many states changed it."""
+    """Apply every pending hub broadcast, then every erasure, to the spoke's copy.
+
+    Returns how many states changed it. Erasures come last so that a state broadcast before
+    an erasure cannot bring the person back.
+    """
     applied = 0
     while deliveries := bus.fetch(BROADCAST_TOPIC, spoke.name, batch_size):
         states = [
@@ -42,4 +47,18 @@ def apply_broadcasts(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int
         ]
         applied += spoke.apply_broadcast(states)
         bus.ack(BROADCAST_TOPIC, spoke.name, deliveries)
+    apply_erasures(spoke, bus, batch_size)
     return applied
+
+
+def apply_erasures(spoke: Spoke, bus: EventBus, batch_size: int = 1000) -> int:
+    """Delete the local rows of every customer the hub asked to erase; returns rows deleted."""
+    deleted = 0
+    while deliveries := bus.fetch(ERASURE_TOPIC, spoke.name, batch_size):
+        ids = [
+            i for d in deliveries for entity, i in decode_erasure(d.body) if entity == spoke.entity
+        ]
+        if ids:
+            deleted += spoke.erase(ids)
+        bus.ack(ERASURE_TOPIC, spoke.name, deliveries)
+    return deleted

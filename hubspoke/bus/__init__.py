@@ -2,6 +2,7 @@
 
 from hubspoke.bus.base import (
     BROADCAST_TOPIC,
+    ERASURE_TOPIC,
     IDENTITY_TOPIC,
     BusError,
     BusUnavailable,
@@ -13,6 +14,7 @@ from hubspoke.config import Settings
 
 __all__ = [
     "BROADCAST_TOPIC",
+    "ERASURE_TOPIC",
     "IDENTITY_TOPIC",
     "BusError",
     "BusUnavailable",

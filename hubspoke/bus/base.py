@@ -10,6 +10,8 @@ IDENTITY_TOPIC = "identity.events"
 """Spokes publish identity events here; the hub subscribes."""
 BROADCAST_TOPIC = "identity.broadcast"
 """The hub publishes resolved identity states here; every spoke subscribes."""
+ERASURE_TOPIC = "identity.erasure"
+"""The hub publishes right-to-erasure requests here; every spoke deletes its copy."""
 
 
 class BusUnavailable(ConnectionError):
@@ -55,6 +57,13 @@ class EventBus(ABC):
     @abstractmethod
     def oldest_pending_at(self, topic: str, subscriber: str) -> float | None:
         """Publish time (epoch seconds) of the oldest unacknowledged message, if any."""
+
+    def forget(self, needles: Sequence[bytes]) -> int:
+        """Delete acknowledged messages containing any of `needles`; returns how many.
+
+        A broker that drops messages once acknowledged (RabbitMQ) keeps nothing to forget.
+        """
+        return 0
 
     @abstractmethod
     def close(self) -> None:

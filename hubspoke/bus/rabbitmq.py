@@ -47,6 +47,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from hubspoke.bus.base import (
     BROADCAST_TOPIC,
+    ERASURE_TOPIC,
     IDENTITY_TOPIC,
     BusError,
     BusUnavailable,
@@ -58,6 +59,7 @@ from hubspoke.config import ConfigError
 SUBSCRIBERS: Mapping[str, tuple[str, ...]] = {
     IDENTITY_TOPIC: ("hub",),
     BROADCAST_TOPIC: ("sales", "support", "billing"),
+    ERASURE_TOPIC: ("sales", "support", "billing"),
 }
 """Subscribers whose queues exist before their first fetch (the hub, and `spokes.SPOKE_KINDS`)."""
 

@@ -115,6 +115,31 @@ class SqliteBus(EventBus):
         ).fetchone()
         return row[0]
 
+    def forget(self, needles: Sequence[bytes]) -> int:
+        """Delete messages every subscriber of their topic acknowledged that contain a needle.
+
+        The file is then rewritten (VACUUM) and the WAL truncated, so the deleted bytes are gone
+        from disk, not only from the log. Unacknowledged messages stay: they are still owed.
+        """
+        if not needles:
+            return 0
+        con = self._connect()
+        mentions = " OR ".join("instr(body, ?) > 0" for _ in needles)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            cur = con.execute(
+                f'DELETE FROM messages WHERE ({mentions}) AND "offset" <= ('
+                "SELECT min(acked) FROM cursors WHERE cursors.topic = messages.topic)",
+                [sqlite3.Binary(n) for n in needles],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cur.rowcount
+
     def close(self) -> None:
         con = getattr(self._local, "con", None)
         if con is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, EventBus
+from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, EventBus, SqliteBus
 
 OpenBus = Callable[[], EventBus]
 SPOKES = ("sales", "support", "billing")
@@ -117,3 +118,13 @@ def test_deliveries_carry_their_publish_time(open_bus: OpenBus) -> None:
     assert oldest is not None and start - 0.001 <= oldest <= end
     bus.ack(IDENTITY_TOPIC, "hub", held)
     assert bus.oldest_pending_at(IDENTITY_TOPIC, "hub") is None
+
+
+def test_forget_removes_only_what_every_subscriber_acknowledged(tmp_path: Path) -> None:
+    bus = SqliteBus(tmp_path / "bus.sqlite")
+    bus.publish("t", [b"about alice", b"about bob", b"alice again"])
+    for subscriber in ("a", "b"):
+        bus.ack("t", subscriber, bus.fetch("t", subscriber, 1))  # both acked the first only
+    assert bus.forget([b"alice"]) == 1
+    assert [d.body for d in bus.fetch("t", "a", 10)] == [b"about bob", b"alice again"]
+    assert b"about alice" not in (tmp_path / "bus.sqlite").read_bytes()
