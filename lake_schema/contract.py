@@ -20,8 +20,11 @@ _SCALARS: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
     "date": pa.date32(),
+    "list<string>": pa.list_(pa.string()),
 }
-ACCEPTED_TYPES = "string, int64, float64, boolean, timestamp, date, decimal(P,S), object"
+ACCEPTED_TYPES = (
+    "string, int64, float64, boolean, timestamp, date, decimal(P,S), object, list<string>"
+)
 _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
     "int64": int,
@@ -29,6 +32,7 @@ _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "boolean": bool,
     "timestamp": datetime,
     "date": date,
+    "list<string>": list,
     "object": dict,
 }
 """What a valid value of each type is in Python (decimal types take Decimal)."""
@@ -61,6 +65,9 @@ class Field(BaseModel):
     allowed: tuple[str, ...] | None = None
     minimum: float | None = None
     max_length: int | None = None
+    mask: Literal["null", "hash"] = "null"
+    """How the API hides a pii value from roles that may not see it: null, or a stable keyed hash
+    (equal values give equal hashes, so counts and joins still work)."""
 
     @field_validator("name")
     @classmethod

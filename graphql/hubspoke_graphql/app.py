@@ -3,39 +3,155 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 import strawberry
 import uvicorn
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.types import ExecutionResult
 
 from hubspoke.config import Settings
 from hubspoke.lake import Lake
 from hubspoke.stack import HomeNotFound
+from hubspoke_graphql.access import (
+    Access,
+    ApiKeys,
+    create_keys_file,
+    key_from_headers,
+    load_keys,
+    roles,
+)
+from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog
 from hubspoke_graphql.context import RequestContext
+from hubspoke_graphql.limits import REQUEST_TIMEOUT_S
 from hubspoke_graphql.schema import build_schema
 from hubspoke_graphql.snapshot import Snapshot
+from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Catalog, load_catalog
+
+log = logging.getLogger(__name__)
 
 
 class LakeGraphQL(GraphQL[RequestContext, None]):
-    """Strawberry's ASGI handler, giving every request the snapshot's current view."""
+    """Strawberry's ASGI handler over the snapshot's current view, with a time limit per request."""
 
-    def __init__(self, schema: strawberry.Schema, snapshot: Snapshot) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        snapshot: Snapshot,
+        time_travel: TimeTravel,
+        audit: AuditLog,
+        ide: bool,
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if ide else None)
         self.snapshot = snapshot
+        self.time_travel = time_travel
+        self.audit = audit
 
     async def get_context(
         self,
         request: Request | WebSocket,
         response: Response | WebSocket,
     ) -> RequestContext:
-        """A context over the current view (checking the lake for changes runs in a thread)."""
-        return RequestContext(await asyncio.to_thread(self.snapshot.current))
+        """A context over the current view; checking the lake for changes runs in a thread."""
+        view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
+        return RequestContext(view, request.state.access, self.time_travel, self.audit)
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """The operation's result, or a clear error once it takes longer than the time limit."""
+        try:
+            return await asyncio.wait_for(
+                super().execute_operation(*args, **kwargs), REQUEST_TIMEOUT_S
+            )
+        except TimeoutError:
+            error = GraphQLError(
+                f"the request took longer than {REQUEST_TIMEOUT_S:g} s and was stopped;"
+                " ask for fewer rows or a narrower where",
+                extensions={"code": "TIMEOUT"},
+            )
+            return ExecutionResult(data=None, errors=[error])
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        """orjson: several times faster than json for the pages the API returns."""
+        return orjson.dumps(data)
+
+
+class KeyGate:
+    """Lets a request through only with a valid API key, which decides its role."""
+
+    def __init__(
+        self, app: LakeGraphQL, keys: ApiKeys, introspection_roles: set[str], ide: bool
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.introspection_roles = introspection_roles
+        self.ide = ide
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # no subscriptions: the lake is read by queries
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        request = Request(scope)
+        if self._is_ide_page(request):
+            # The page holds no data, and its queries send a key like any other client.
+            scope.setdefault("state", {})["access"] = Access("none", b"", introspection=False)
+            await self.app(scope, receive, send)
+            return
+        role = self.keys.role_of(key_from_headers(request.headers))
+        if role is None:
+            self.app.audit.record(
+                role="none",
+                operation=None,
+                fields=[],
+                customer_ids=[],
+                customer_count=0,
+                outcome="refused",
+            )
+            await _unauthorized(request)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["access"] = Access(
+            role, self.keys.mask_secret, role in self.introspection_roles
+        )
+        await self.app(scope, receive, send)
+
+    def _is_ide_page(self, request: Request) -> bool:
+        return (
+            self.ide
+            and request.method == "GET"
+            and "query" not in request.query_params
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+
+def _unauthorized(request: Request) -> Response:
+    sent = key_from_headers(request.headers) is not None
+    message = (
+        "the API key is not valid"
+        if sent
+        else "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"
+    )
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="hubspoke"'},
+    )
 
 
 def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
@@ -47,18 +163,61 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             f" `hubspoke demo --no-serve --home {settings.home}` or `hubspoke init`"
         )
     catalog = catalog or load_catalog()
+    keys_file = settings.keys_file
+    if not keys_file.exists():
+        create_keys_file(keys_file)
+        log.warning("created API keys (admin, analyst) in %s", keys_file.resolve())
+    keys = load_keys(keys_file, roles(catalog))
     contracts = [c for i in catalog.identities() for c in [i, *catalog.extensions(i.entity)]]
-    snapshot = Snapshot(Lake(root, catalog), contracts)
+    lake = Lake(root, catalog)
+    snapshot = Snapshot(lake, contracts)
+    time_travel = TimeTravel(lake, snapshot.query_hooks)
+    audit_table = lake.table(AUDIT_TABLE)
+    audit_table.create_if_missing()
+    audit = AuditLog(audit_table)
+    introspection = set(settings.introspection_roles)
+    graphql_app = LakeGraphQL(
+        build_schema(catalog), snapshot, time_travel, audit, bool(introspection)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(snapshot.current)  # load before the first request
+        try:
+            yield
+        finally:
+            audit.close()
+
     app = Starlette(
         routes=[
-            Route("/graphql", LakeGraphQL(build_schema(catalog), snapshot)),
+            Route("/graphql", KeyGate(graphql_app, keys, introspection, bool(introspection))),
             Route("/", lambda _: RedirectResponse("/graphql")),
-        ]
+        ],
+        lifespan=lifespan,
     )
     app.state.snapshot = snapshot
+    app.state.audit = audit
+    app.state.keys_file = keys_file
     return app
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the API with uvicorn until interrupted."""
-    uvicorn.run(create_app(settings), host=host, port=port)
+def app_from_env() -> Starlette:
+    """The app of the home the environment names (the factory each uvicorn worker calls)."""
+    return create_app(Settings.from_env().recorded())
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot."""
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        return
+    create_app(settings)  # fail here, with a clear error, rather than in every worker
+    os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
+    uvicorn.run(
+        "hubspoke_graphql.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )

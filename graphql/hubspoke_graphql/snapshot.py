@@ -28,7 +28,9 @@ from hubspoke.events import IdentityEvent
 from hubspoke.ingest import INGEST_APP, PROJECTION_APP, event_from_log
 from hubspoke.lake import Lake, LakeTable
 from hubspoke.resolve import APPLIED, State, fold
+from hubspoke_graphql import wide
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
+from hubspoke_graphql.wide import quote
 from lake_schema import Contract
 
 QueryHook = Callable[[str, Sequence[Any]], None]
@@ -37,11 +39,6 @@ QueryHook = Callable[[str, Sequence[Any]], None]
 LOG_TABLE = "identity_events"
 PROJECT_STEP = "project"
 """The commit metadata `step` of the hub's merges into an identity table (see hubspoke.ingest)."""
-
-
-def quote(identifier: str) -> str:
-    """`identifier` as a quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class View:
@@ -117,6 +114,16 @@ class Snapshot:
         self._followed = [_Followed(lake.table(c)) for c in contracts if c.table_name in identities]
         self._extensions = [lake.table(c) for c in contracts if c.table_name not in identities]
         self._ext_versions: dict[str, int | None] = {}
+        self._entities = {
+            f.table.name: [
+                c
+                for c in contracts
+                if c.kind == "extension" and c.entity == f.table.contract.entity
+            ]
+            for f in self._followed
+        }
+        self._contracts = {c.table_name: c for c in contracts}
+        self._upserted: dict[str, set[str]] = defaultdict(set)
         self._log = lake.table(LOG_TABLE)
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
@@ -126,6 +133,13 @@ class Snapshot:
         self._writer = self._con.cursor()
         self._view: View | None = None
         self._checked_at = 0.0
+
+    def fresh(self) -> View | None:
+        """The view when it was checked within the refresh interval (no lake access), else None."""
+        view = self._view
+        if view is not None and time.monotonic() - self._checked_at < self._interval:
+            return view
+        return None
 
     def current(self) -> View:
         """The newest view; blocks (in the calling thread) only for the first load or a check."""
@@ -186,10 +200,13 @@ class Snapshot:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
                 self._follow_log(behind, starts, log_dt)
+            self._join({t.name for t in reload_ext} | {f.table.name for f in reload_ids})
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
             raise
+        finally:
+            self._upserted.clear()
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
         self._ext_versions = ext_versions
         for f in self._followed:
@@ -197,6 +214,19 @@ class Snapshot:
             f.applied = max(starts[f.table.name], logged)
             f.loaded = True
         return True
+
+    def _join(self, reloaded: set[str]) -> None:
+        """Bring each entity's joined table up to its identity and extension tables."""
+        for identity_name, extensions in self._entities.items():
+            identity = self._contracts[identity_name]
+            if reloaded & {identity_name, *(e.table_name for e in extensions)}:
+                for sql in wide.rebuild_sql(identity, extensions):
+                    self._writer.execute(sql)
+            elif ids := self._upserted.get(identity_name):
+                key = identity.key_fields[0]
+                with self._registered(pa.table({key: sorted(ids)})) as name:
+                    for sql in wide.update_sql(identity, extensions, name):
+                        self._writer.execute(sql)
 
     def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
         """Whether the identity table's changes since `f.version` are merges of logged batches."""
@@ -260,6 +290,7 @@ class Snapshot:
     def _upsert(self, contract: Contract, states: list[State]) -> None:
         key = quote(contract.key_fields[0])
         table = quote(contract.table_name)
+        self._upserted[contract.table_name].update(s[contract.key_fields[0]] for s in states)
         with self._registered(contract.to_arrow(states)) as name:
             self._writer.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {name})")
             self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
