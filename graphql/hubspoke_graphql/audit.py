@@ -16,16 +16,30 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
+from deltalake import DeltaTable
 from graphql import DocumentNode, GraphQLSchema, TypeInfo, TypeInfoVisitor, Visitor, visit
 from strawberry.extensions import SchemaExtension
 
-from hubspoke.lake import LakeTable
+from hubspoke.lake import Lake, LakeTable
 from hubspoke_graphql.limits import CACHE_SIZE
 
 AUDIT_TABLE = "api_audit_log"
 FLUSH_INTERVAL_S = 1.0
 FLUSH_RECORDS = 5000
 log = logging.getLogger(__name__)
+
+
+def reads_of(lake: Lake, customer_id: str) -> list[dict[str, Any]]:
+    """Every audited request whose answer held `customer_id`, oldest first."""
+    table = lake.table(AUDIT_TABLE)
+    if not DeltaTable.is_deltatable(str(table.path)):
+        return []
+    found = table.read(
+        columns=["at", "role", "operation", "fields", "customer_count", "outcome"],
+        where=pl.col("customer_ids").list.contains(customer_id),
+    )
+    return sorted(found.to_pylist(), key=lambda r: r["at"])
 
 
 class AuditLog:
@@ -157,6 +171,7 @@ class Audit(SchemaExtension):
             outcome = "error"
         else:
             outcome = "ok"
+        context.fields = fields
         ids = list(dict.fromkeys(context.touched))
         audit.record(
             role=context.access.role,

@@ -30,6 +30,8 @@ class RequestContext:
     audit: AuditLog | None = None
     touched: list[str] = field(default_factory=list)
     """Ids of the entities whose rows the answer holds (for the audit log)."""
+    fields: list[str] = field(default_factory=list)
+    """Every `Type.field` the operation selects (for the audit log)."""
     counted: int = 0
     """Rows counted or aggregated without being returned (for the audit log)."""
     loaders: dict[str, DataLoader[str, Row | None]] = field(default_factory=dict)

@@ -25,6 +25,8 @@ MAX_GROUPS = 1000
 """Groups one aggregate returns at most (the largest first by count)."""
 REQUEST_TIMEOUT_S = 10.0
 """Time one request may take; it then ends with a clear error (its threads finish in the background)."""
+ANSWER_CACHE_SIZE = 512
+"""Answers kept per process for repeated questions on an unchanged view (dashboards, pages)."""
 TIME_TRAVEL_VIEWS = 4
 """Past states of the lake (asOf, asOfVersion) kept loaded at once; the least recently used goes."""
 MAX_CURSOR_LENGTH = 512

@@ -74,7 +74,7 @@ def plural(word: str) -> str:
 
 def numbers_type(entity_name: str, inputs: EntityInputs, suffix: str, description: str) -> type:
     """An object type with one Float field per numeric column of the entity."""
-    attrs = {c.name: to_camel_case(c.path.replace(".", "_")) for c in inputs.numeric}
+    attrs = {c.name: to_camel_case(c.name.replace("__", "_")) for c in inputs.numeric}
     namespace: dict[str, Any] = {
         attr: strawberry.field(name=name, description=inputs.columns[attr].field.description)
         for attr, name in attrs.items()
@@ -184,7 +184,10 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         if len(id) > MAX_KEY_LENGTH:
             raise InputError(f"id must be at most {MAX_KEY_LENGTH} characters, got {len(id)}")
         context = info.context
-        if as_of is None and as_of_version is None:
+        index = context.view.indexes.get(identity.table_name)
+        if as_of is None and as_of_version is None and index is not None:
+            row = index.get(id)  # in memory: no query, no thread
+        elif as_of is None and as_of_version is None:
             # Through the loader, several aliased lookups in one request cost one query.
             row = await context.rows(identity).load(id)
         else:

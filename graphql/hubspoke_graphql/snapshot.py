@@ -9,6 +9,7 @@ not explain. Extension tables change nightly and are reloaded when their Delta v
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -37,8 +38,13 @@ QueryHook = Callable[[str, Sequence[Any]], None]
 """Called with the SQL text and its parameters before each query runs."""
 
 LOG_TABLE = "identity_events"
+INDEX_OVERLAY_MAX = 50_000
+"""Changed rows kept beside the indexed full join before the index is rebuilt from scratch."""
 PROJECT_STEP = "project"
 """The commit metadata `step` of the hub's merges into an identity table (see hubspoke.ingest)."""
+
+
+_SERIALS = itertools.count()
 
 
 class View:
@@ -50,8 +56,13 @@ class View:
         versions: Mapping[str, int | None],
         hooks: Sequence[QueryHook],
         pin_table: str,
+        indexes: Mapping[str, wide.RowIndex] | None = None,
     ) -> None:
+        self.serial = next(_SERIALS)
+        """Unique per view in this process: answers cached for a view are keyed by it."""
         self.versions = dict(versions)
+        self.indexes = dict(indexes or {})
+        """Identity table name -> in-memory index of its joined rows (live views only)."""
         self._hooks = hooks
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
@@ -124,6 +135,7 @@ class Snapshot:
         }
         self._contracts = {c.table_name: c for c in contracts}
         self._upserted: dict[str, set[str]] = defaultdict(set)
+        self._indexes: dict[str, wide.RowIndex] = {}
         self._log = lake.table(LOG_TABLE)
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
@@ -154,7 +166,11 @@ class Snapshot:
             if self._view is None or time.monotonic() - self._checked_at >= self._interval:
                 if self._refresh() or self._view is None:
                     self._view = View(
-                        self._con, self._versions(), self.query_hooks, self._pin_table
+                        self._con,
+                        self._versions(),
+                        self.query_hooks,
+                        self._pin_table,
+                        self._indexes,
                     )
                 self._checked_at = time.monotonic()
             return self._view
@@ -200,7 +216,7 @@ class Snapshot:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
                 self._follow_log(behind, starts, log_dt)
-            self._join({t.name for t in reload_ext} | {f.table.name for f in reload_ids})
+            indexes = self._join({t.name for t in reload_ext} | {f.table.name for f in reload_ids})
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
@@ -208,6 +224,7 @@ class Snapshot:
         finally:
             self._upserted.clear()
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
+        self._indexes |= indexes
         self._ext_versions = ext_versions
         for f in self._followed:
             f.version, f.projected = identity_state[f.table.name]
@@ -215,18 +232,35 @@ class Snapshot:
             f.loaded = True
         return True
 
-    def _join(self, reloaded: set[str]) -> None:
-        """Bring each entity's joined table up to its identity and extension tables."""
+    def _join(self, reloaded: set[str]) -> dict[str, wide.RowIndex]:
+        """Bring each entity's joined table and row index up to its identity and extensions."""
+        indexes = {}
         for identity_name, extensions in self._entities.items():
             identity = self._contracts[identity_name]
+            key = identity.key_fields[0]
+            joined = quote(wide.table_name(identity))
+            index = self._indexes.get(identity_name)
+            ids = self._upserted.get(identity_name)
             if reloaded & {identity_name, *(e.table_name for e in extensions)}:
                 for sql in wide.rebuild_sql(identity, extensions):
                     self._writer.execute(sql)
-            elif ids := self._upserted.get(identity_name):
-                key = identity.key_fields[0]
+                index = None
+            elif ids:
                 with self._registered(pa.table({key: sorted(ids)})) as name:
                     for sql in wide.update_sql(identity, extensions, name):
                         self._writer.execute(sql)
+                    rows = self._writer.sql(
+                        f"SELECT * FROM {joined} WHERE {quote(key)} IN (SELECT {quote(key)} FROM {name})"
+                    ).to_arrow_table()
+                if index is not None and len(index.overlay) + len(ids) <= INDEX_OVERLAY_MAX:
+                    index = index.updated(ids, rows.to_pylist(), key)
+                else:
+                    index = None
+            if index is None:  # a full join, or an overlay grown too large: index it all again
+                rows = self._writer.sql(f"SELECT * FROM {joined}").to_arrow_table()
+                index = wide.RowIndex.of(rows, key)
+            indexes[identity_name] = index
+        return indexes
 
     def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
         """Whether the identity table's changes since `f.version` are merges of logged batches."""

@@ -6,7 +6,11 @@ of joining a million identity rows with each extension per request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
 
 from lake_schema import Contract
 
@@ -66,3 +70,40 @@ def update_sql(identity: Contract, extensions: Sequence[Contract], ids_from: str
         f"DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM {ids_from})",
         f"INSERT INTO {name} {select_sql(identity, extensions, ids_from)}",
     ]
+
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RowIndex:
+    """Key -> joined row of one entity, in memory: a lookup costs microseconds and no query.
+
+    The rows of the last full join stay in one Arrow table with a hash index of their keys;
+    rows changed since (by the followed log) sit in a small overlay, replaced as a whole on
+    every refresh so that a view keeps the index it was created with.
+    """
+
+    base: pa.Table
+    positions: Mapping[str, int]
+    overlay: Mapping[str, Row | None]
+    """Rows changed since `base` was taken; None for a row that is gone."""
+
+    @classmethod
+    def of(cls, rows: pa.Table, key: str) -> RowIndex:
+        """An index over a full join."""
+        keys = rows.column(key).to_pylist()
+        return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), {})
+
+    def get(self, key: str) -> Row | None:
+        """The joined row of `key`, or None."""
+        if key in self.overlay:
+            return self.overlay[key]
+        position = self.positions.get(key)
+        return None if position is None else self.base.slice(position, 1).to_pylist()[0]
+
+    def updated(self, keys: Iterable[str], rows: Sequence[Row], key: str) -> RowIndex:
+        """A new index with the rows of `keys` replaced by `rows` (keys without a row are gone)."""
+        changed: dict[str, Row | None] = dict.fromkeys(keys)
+        changed |= {row[key]: row for row in rows}
+        return RowIndex(self.base, self.positions, {**self.overlay, **changed})
