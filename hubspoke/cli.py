@@ -382,7 +382,8 @@ def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None
         start_new_session=True,
     )
     console.print(
-        f"GraphQL  http://127.0.0.1:{graphql_port}/graphql\n"
+        f"GraphQL  http://127.0.0.1:{graphql_port}/graphql"
+        f" (API keys in {settings.keys_file.resolve()})\n"
         f"Dagster  http://127.0.0.1:{dagster_port}  (Ctrl-C stops both)"
     )
     try:

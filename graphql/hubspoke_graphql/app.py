@@ -86,10 +86,10 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         key = _answer_key(request_data, context)
         if key is not None and (hit := self.answers.get(key)) is not None:
             self.answers.move_to_end(key)
-            result, fields, ids, counted = hit
+            result, operation, fields, ids, counted = hit
             self.audit.record(
                 role=context.access.role,
-                operation=request_data.operation_name,
+                operation=operation,
                 fields=fields,
                 customer_ids=ids,
                 customer_count=max(len(ids), counted),
@@ -112,7 +112,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             return ExecutionResult(data=None, errors=[error])
         if key is not None and isinstance(result, ExecutionResult) and not result.errors:
             ids = list(dict.fromkeys(context.touched))
-            self.answers[key] = (result, context.fields, ids, context.counted)
+            self.answers[key] = (result, context.operation, context.fields, ids, context.counted)
             while len(self.answers) > ANSWER_CACHE_SIZE:
                 self.answers.popitem(last=False)
         return result

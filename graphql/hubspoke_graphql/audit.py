@@ -172,6 +172,7 @@ class Audit(SchemaExtension):
         else:
             outcome = "ok"
         context.fields = fields
+        context.operation = ctx.operation_name
         ids = list(dict.fromkeys(context.touched))
         audit.record(
             role=context.access.role,

@@ -32,6 +32,8 @@ class RequestContext:
     """Ids of the entities whose rows the answer holds (for the audit log)."""
     fields: list[str] = field(default_factory=list)
     """Every `Type.field` the operation selects (for the audit log)."""
+    operation: str | None = None
+    """The operation's name, from the request or the document (for the audit log)."""
     counted: int = 0
     """Rows counted or aggregated without being returned (for the audit log)."""
     loaders: dict[str, DataLoader[str, Row | None]] = field(default_factory=dict)

@@ -71,24 +71,25 @@ class IntrospectionPerRole(SchemaExtension):
     """Refuses `__schema` and `__type` to roles whose introspection is switched off."""
 
     def on_validate(self) -> Iterator[None]:
-        """After validation: add the refusal when the role may not introspect."""
-        yield
+        """Adds the refusal to the validation errors when the role may not introspect."""
+        # Runs after ValidationCache (see schema_extensions) has validated and before strawberry
+        # looks at the errors, which it does before the extensions' code after `yield`.
         ctx = self.execution_context
         access = getattr(ctx.context, "access", None)
-        if access is None or access.introspection or ctx.graphql_document is None:
-            return
-        refused = validate(
-            ctx.schema._schema, ctx.graphql_document, [NoSchemaIntrospectionCustomRule]
-        )
-        if refused:
-            ctx.pre_execution_errors = [
-                *(ctx.pre_execution_errors or []),
-                GraphQLError(
-                    f"introspection is switched off for role {access.role!r}"
-                    " (HUBSPOKE_INTROSPECTION_ROLES)",
-                    extensions={"code": "FORBIDDEN"},
-                ),
-            ]
+        if access is not None and not access.introspection and ctx.graphql_document is not None:
+            refused = validate(
+                ctx.schema._schema, ctx.graphql_document, [NoSchemaIntrospectionCustomRule]
+            )
+            if refused:
+                ctx.pre_execution_errors = [
+                    *(ctx.pre_execution_errors or []),
+                    GraphQLError(
+                        f"introspection is switched off for role {access.role!r}"
+                        " (HUBSPOKE_INTROSPECTION_ROLES)",
+                        extensions={"code": "FORBIDDEN"},
+                    ),
+                ]
+        yield
 
 
 def schema_extensions() -> list[SchemaExtension]:
