@@ -97,12 +97,11 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             )
             return result
         try:
-            result = await asyncio.wait_for(
-                super().execute_operation(
+            # asyncio.timeout, unlike wait_for, runs the operation without a task of its own.
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                result = await super().execute_operation(
                     request, request_adapter, request_data, context, root_value, sub_response
-                ),
-                REQUEST_TIMEOUT_S,
-            )
+                )
         except TimeoutError:
             error = GraphQLError(
                 f"the request took longer than {REQUEST_TIMEOUT_S:g} s and was stopped;"
@@ -260,7 +259,9 @@ def app_from_env() -> Starlette:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve the API with uvicorn until interrupted; several workers each hold a snapshot."""
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        )
         return
     create_app(settings)  # fail here, with a clear error, rather than in every worker
     os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
@@ -271,4 +272,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
         port=port,
         workers=workers,
         log_level="warning",
+        access_log=False,
     )
