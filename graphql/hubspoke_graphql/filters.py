@@ -7,6 +7,7 @@ column's contract type inside the SQL.
 
 # No `from __future__ import annotations`: the generated inputs are annotated with run-time classes.
 import enum
+import keyword
 import re
 import types
 from collections.abc import Callable, Sequence
@@ -286,7 +287,8 @@ def _enum_member(column: Column) -> str:
 
 
 def _attr(name: str) -> str:
-    return f"{name}_" if name in ("from", "class", "in", "not", "and", "or", "is") else name
+    # Contract names are snake_case and may be Python keywords (`from`, `class`).
+    return f"{name}_" if keyword.iskeyword(name) else name
 
 
 @dataclass
