@@ -130,7 +130,10 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
         }
     cli(home, "sync")
 
-    found = graphql(url, ada, headers, expect=lambda c: c and c["billing"])
+    # The sync commits one domain table after another; wait until the API shows all three.
+    found = graphql(
+        url, ada, headers, expect=lambda c: c and c["sales"] and c["support"] and c["billing"]
+    )
     assert found["name"] == "Ada Lovelace" and found["createdBy"] == "sales"
     assert found["sales"] == {
         "accountValue": str(held["sales"]["account_value"]),

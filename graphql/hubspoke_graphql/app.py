@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -233,9 +234,14 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(snapshot.current)  # load before the first request
+        stop = threading.Event()
+        follower = threading.Thread(target=snapshot.follow, args=(stop,), daemon=True)
+        follower.start()
         try:
             yield
         finally:
+            stop.set()
+            follower.join()
             audit.close()
 
     app = Starlette(

@@ -90,7 +90,12 @@ class AuditLog:
             with self._lock:
                 rows, self._pending = self._pending, []
             if rows:
-                self.table.append(self.table.contract.to_arrow(rows), step="audit")
+                try:
+                    self.table.append(self.table.contract.to_arrow(rows), step="audit")
+                except BaseException:
+                    with self._lock:  # back in front, in order, for the next flush
+                        self._pending[:0] = rows
+                    raise
             return len(rows)
 
     def start(self) -> None:

@@ -10,6 +10,7 @@ not explain. Extension tables change nightly and are reloaded when their Delta v
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -33,6 +34,8 @@ from hubspoke_graphql import wide
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
 from hubspoke_graphql.wide import quote
 from lake_schema import Contract
+
+log = logging.getLogger(__name__)
 
 QueryHook = Callable[[str, Sequence[Any]], None]
 """Called with the SQL text and its parameters before each query runs."""
@@ -145,6 +148,15 @@ class Snapshot:
         self._writer = self._con.cursor()
         self._view: View | None = None
         self._checked_at = 0.0
+
+    def follow(self, stop: threading.Event) -> None:
+        """Check the lake every refresh interval until `stop` is set, so that requests find a
+        fresh view and never wait for a check themselves."""
+        while not stop.wait(self._interval / 2):
+            try:
+                self.current()
+            except Exception:  # the lake may be mid-write or briefly unreadable; next round
+                log.exception("snapshot refresh failed; serving the previous view")
 
     def fresh(self) -> View | None:
         """The view when it was checked within the refresh interval (no lake access), else None."""

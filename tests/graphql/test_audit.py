@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from hubspoke_graphql.audit import AUDIT_TABLE, reads_of
+import pytest
+from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog, reads_of
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from hubspoke.cli import app as cli
+from hubspoke.lake import Lake
 from hubspoke.stack import Stack
+from lake_schema import load_catalog
 
 Query = Callable[..., dict[str, Any]]
 
@@ -80,3 +84,63 @@ def test_audit_command_answers_who_read_a_person(
         cli, ["audit", "--customer", "no-such-id", "--home", str(stack.home), "--json"]
     )
     assert nobody.exit_code == 0 and nobody.output.strip() == "[]"
+
+
+def _record(audit: AuditLog, n: int) -> None:
+    for i in range(n):
+        audit.record(
+            role="analyst",
+            operation=f"Op{i}",
+            fields=["Query.customer"],
+            customer_ids=[f"c{i}"],
+            customer_count=1,
+            outcome="ok",
+        )
+
+
+def test_records_are_flushed_in_the_background_and_on_close(tmp_path: Path) -> None:
+    lake = Lake(tmp_path, load_catalog())
+    table = lake.table(AUDIT_TABLE)
+    table.create_if_missing()
+    audit = AuditLog(table, interval=0.1)
+    _record(audit, 3)
+    deadline = time.monotonic() + 5
+    while table.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert table.count() == 3
+    versions = table.version()
+    _record(audit, 2)
+    audit.close()
+    assert table.count() == 5
+    assert table.version() <= versions + 1  # one commit for the records of a flush
+
+
+def test_a_failed_flush_keeps_its_records_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = Lake(tmp_path, load_catalog())
+    table = lake.table(AUDIT_TABLE)
+    table.create_if_missing()
+    audit = AuditLog(table, interval=3600)
+    real = table.append
+    calls = []
+
+    def flaky(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "append", flaky)
+    _record(audit, 4)
+    with pytest.raises(OSError, match="disk full"):
+        audit.flush()
+    _record(audit, 1)
+    audit.close()
+    assert sorted(r["operation"] for r in table.read().to_pylist()) == [
+        "Op0",
+        "Op0",
+        "Op1",
+        "Op2",
+        "Op3",
+    ]
