@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pyarrow as pa
+from hubspoke_graphql.access import create_keys_file, key_of_role
 from rich.console import Console
 from rich.table import Table
 
@@ -145,6 +146,7 @@ def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Fres
     port = _free_port()
     hubspoke = [sys.executable, "-m", "hubspoke.cli"]
     home = ["--home", str(stack.home)]
+    create_keys_file(stack.settings.keys_file)
     # Both run as in production: `hubspoke consume --follow` and `hubspoke serve`.
     processes = [
         subprocess.Popen(
@@ -190,7 +192,10 @@ def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Fres
             await asyncio.sleep(0.02)
 
     async def run() -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        headers = {"X-API-Key": key_of_role(stack.settings.keys_file, "admin")}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers
+        ) as client:
             await _wait_until_serving(client, processes[0])
             producer = threading.Thread(target=produce, daemon=True)
             producer.start()

@@ -203,13 +203,47 @@ def serve(
     home: Home = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes (default HUBSPOKE_API_WORKERS)."),
+    ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until Ctrl-C."""
     from hubspoke_graphql.app import serve as serve_graphql
 
     with _stack(home) as stack:
         settings = stack.settings
-    serve_graphql(settings, host=host, port=port)
+    console.print(f"API keys: {settings.keys_file.resolve()}")
+    serve_graphql(settings, host=host, port=port, workers=workers or settings.api_workers)
+
+
+@app.command()
+@_user_errors
+def audit(
+    customer: Annotated[str, typer.Option("--customer", help="Customer id to look up.")],
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Who read this customer's data through the API: when, which role, which fields."""
+    from hubspoke_graphql.audit import reads_of
+
+    with _stack(home) as stack:
+        rows = reads_of(stack.lake, customer)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"API reads of customer {customer}")
+    for column in ("at", "role", "operation", "fields", "customers in answer"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["at"].isoformat(timespec="seconds"),
+            r["role"],
+            r["operation"] or "-",
+            ", ".join(r["fields"]),
+            str(r["customer_count"]),
+        )
+    console.print(table)
 
 
 @app.command()
@@ -385,7 +419,8 @@ def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None
         start_new_session=True,
     )
     console.print(
-        f"GraphQL  http://127.0.0.1:{graphql_port}/graphql\n"
+        f"GraphQL  http://127.0.0.1:{graphql_port}/graphql"
+        f" (API keys in {settings.keys_file.resolve()})\n"
         f"Dagster  http://127.0.0.1:{dagster_port}  (Ctrl-C stops both)"
     )
     try:

@@ -48,6 +48,19 @@ class Settings:
     graphiql_assets: Path = Path.home() / ".cache" / "hubspoke" / "graphiql"
     """HUBSPOKE_GRAPHIQL_ASSETS: folder of GraphiQL's JavaScript and CSS, served by the API so the
     page works without a CDN (`python -m hubspoke_graphql.graphiql` fills it)."""
+    api_keys_file: Path | None = None
+    """HUBSPOKE_API_KEYS_FILE: JSON file of the GraphQL API's keys and roles; default
+    `<home>/api_keys.json`, created with an admin and an analyst key when missing."""
+    introspection_roles: tuple[str, ...] = ("admin", "analyst")
+    """HUBSPOKE_INTROSPECTION_ROLES: comma-separated roles that may introspect the schema
+    (GraphiQL is served only when one may)."""
+    api_workers: int = 1
+    """HUBSPOKE_API_WORKERS: uvicorn worker processes of `hubspoke serve`."""
+
+    @property
+    def keys_file(self) -> Path:
+        """Where the API's keys are read from."""
+        return self.api_keys_file or self.home / "api_keys.json"
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -61,6 +74,8 @@ class Settings:
                 f"HUBSPOKE_SCHEDULE_TZ={self.schedule_timezone!r} is not an IANA time zone"
                 " (for example UTC or Europe/Berlin)"
             ) from None
+        if not 1 <= self.api_workers <= 64:
+            raise ConfigError(f"HUBSPOKE_API_WORKERS={self.api_workers} must be between 1 and 64")
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
@@ -107,7 +122,20 @@ class Settings:
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
             graphiql_assets=Path(env.get("HUBSPOKE_GRAPHIQL_ASSETS", defaults.graphiql_assets)),
+            api_keys_file=Path(p) if (p := env.get("HUBSPOKE_API_KEYS_FILE")) else None,
+            introspection_roles=tuple(
+                r.strip()
+                for r in env.get("HUBSPOKE_INTROSPECTION_ROLES", "admin,analyst").split(",")
+                if r.strip()
+            ),
+            api_workers=_whole("HUBSPOKE_API_WORKERS", env.get("HUBSPOKE_API_WORKERS", "1")),
         )
+
+
+def _whole(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} must be a whole number")
+    return int(raw)
 
 
 def _seconds(name: str, raw: str) -> float:

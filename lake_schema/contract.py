@@ -65,6 +65,9 @@ class Field(BaseModel):
     allowed: tuple[str, ...] | None = None
     minimum: float | None = None
     max_length: int | None = None
+    mask: Literal["null", "hash"] = "null"
+    """How the API hides a pii value from roles that may not see it: null, or a stable keyed hash
+    (equal values give equal hashes, so counts and joins still work)."""
 
     @field_validator("name")
     @classmethod

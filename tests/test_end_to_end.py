@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hubspoke_graphql.access import create_keys_file
 
 from hubspoke.config import Settings
 from hubspoke.stack import Stack
@@ -41,10 +42,11 @@ def cli(home: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def api(tmp_path: Path) -> Iterator[tuple[Path, str, dict[str, str]]]:
     """A fresh home and the GraphQL URL of a real `hubspoke serve` process over it."""
     home = tmp_path / "home"
     cli(home, "init")
+    admin = create_keys_file(home / "api_keys.json")["admin"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -54,22 +56,28 @@ def api(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         stderr=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
+    headers = {"X-API-Key": admin}
     url = f"http://127.0.0.1:{port}/graphql"
     try:
         for _ in range(100):
             try:
-                httpx.post(url, json={"query": "{ __typename }"}, timeout=1)
+                httpx.post(url, json={"query": "{ __typename }"}, timeout=1, headers=headers)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield home, url
+        yield home, url, headers
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
 def graphql(
-    url: str, customer_id: str, *, include_deleted: bool = False, expect: Any = None
+    url: str,
+    customer_id: str,
+    headers: dict[str, str],
+    *,
+    include_deleted: bool = False,
+    expect: Any = None,
 ) -> dict[str, Any] | None:
     """Query until the API's snapshot (refreshed within ~1 s of a lake commit) shows `expect`."""
     deadline = time.monotonic() + 10
@@ -78,6 +86,7 @@ def graphql(
             url,
             json={"query": QUERY, "variables": {"id": customer_id, "deleted": include_deleted}},
             timeout=5,
+            headers=headers,
         ).json()
         assert "errors" not in body, body
         found = body["data"]["customer"]
@@ -87,9 +96,9 @@ def graphql(
 
 
 def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
-    api: tuple[Path, str],
+    api: tuple[Path, str, dict[str, str]],
 ) -> None:
-    home, url = api
+    home, url, headers = api
     with Stack.open(Settings(home=home)) as stack:
         sales, support, billing = (stack.spokes[n] for n in ("sales", "support", "billing"))
         ada = sales.create_customer(
@@ -122,7 +131,10 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
         }
     cli(home, "sync")
 
-    found = graphql(url, ada, expect=lambda c: c and c["billing"])
+    # The sync commits one domain table after another; wait until the API shows all three.
+    found = graphql(
+        url, ada, headers, expect=lambda c: c and c["sales"] and c["support"] and c["billing"]
+    )
     assert found["name"] == "Ada Lovelace" and found["createdBy"] == "sales"
     assert found["sales"] == {
         "accountValue": str(held["sales"]["account_value"]),
@@ -143,7 +155,7 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
         for spoke in stack.spokes.values():
             [copy] = spoke.identities()
             assert (copy["email"], copy["version"]) == ("ada.king@example.com", 2)
-    found = graphql(url, ada, expect=lambda c: c["email"] == "ada.king@example.com")
+    found = graphql(url, ada, headers, expect=lambda c: c["email"] == "ada.king@example.com")
     assert found["email"] == "ada.king@example.com" and found["version"] == 2
 
     # A delete from billing removes the customer everywhere, extensions included after the sync.
@@ -155,8 +167,8 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
         assert all(s.identities()[0]["deleted"] for s in stack.spokes.values())
         for contract in stack.catalog.extensions():
             assert stack.lake.table(contract).count() == 0
-    assert graphql(url, ada, expect=lambda c: c is None) is None
-    gone = graphql(url, ada, include_deleted=True)
+    assert graphql(url, ada, headers, expect=lambda c: c is None) is None
+    gone = graphql(url, ada, headers, include_deleted=True)
     assert gone["deleted"] and gone["sales"] is None and gone["billing"] is None
 
 

@@ -4,36 +4,70 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 import strawberry
 import uvicorn
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.types import ExecutionResult
 
 from hubspoke.config import Settings
 from hubspoke.lake import Lake
 from hubspoke.stack import HomeNotFound
+from hubspoke_graphql.access import (
+    Access,
+    ApiKeys,
+    create_keys_file,
+    key_from_headers,
+    load_keys,
+    roles,
+)
+from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.graphiql import ROUTE, offline_page
 from hubspoke_graphql.graphiql import fetch as fetch_graphiql
+from hubspoke_graphql.limits import ANSWER_CACHE_SIZE, REQUEST_TIMEOUT_S
 from hubspoke_graphql.schema import build_schema
 from hubspoke_graphql.snapshot import Snapshot
+from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Catalog, load_catalog
+
+log = logging.getLogger(__name__)
 
 
 class LakeGraphQL(GraphQL[RequestContext, None]):
-    """Strawberry's ASGI handler, giving every request the snapshot's current view."""
+    """Strawberry's ASGI handler over the snapshot's current view, with a time limit per request."""
 
-    def __init__(self, schema: strawberry.Schema, snapshot: Snapshot, ide_html: str) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        snapshot: Snapshot,
+        time_travel: TimeTravel,
+        audit: AuditLog,
+        ide_html: str | None,
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if ide_html else None)
+        self.ide_html = ide_html or ""
         self.snapshot = snapshot
-        self.ide_html = ide_html
+        self.time_travel = time_travel
+        self.audit = audit
+        self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
+        """Answers given on recent views: a view never changes, so neither do they."""
 
     @property
     def graphql_ide_html(self) -> str:
@@ -45,8 +79,140 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         request: Request | WebSocket,
         response: Response | WebSocket,
     ) -> RequestContext:
-        """A context over the current view (checking the lake for changes runs in a thread)."""
-        return RequestContext(await asyncio.to_thread(self.snapshot.current))
+        """A context over the current view; checking the lake for changes runs in a thread."""
+        view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
+        return RequestContext(view, request.state.access, self.time_travel, self.audit)
+
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: RequestContext,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """The operation's answer: from the answers of this view when asked before, else executed
+        within the time limit."""
+        key = _answer_key(request_data, context)
+        if key is not None and (hit := self.answers.get(key)) is not None:
+            self.answers.move_to_end(key)
+            result, operation, fields, ids, counted = hit
+            self.audit.record(
+                role=context.access.role,
+                operation=operation,
+                fields=fields,
+                customer_ids=ids,
+                customer_count=max(len(ids), counted),
+                outcome="ok",
+            )
+            return result
+        try:
+            # asyncio.timeout, unlike wait_for, runs the operation without a task of its own.
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                result = await super().execute_operation(
+                    request, request_adapter, request_data, context, root_value, sub_response
+                )
+        except TimeoutError:
+            error = GraphQLError(
+                f"the request took longer than {REQUEST_TIMEOUT_S:g} s and was stopped;"
+                " ask for fewer rows or a narrower where",
+                extensions={"code": "TIMEOUT"},
+            )
+            return ExecutionResult(data=None, errors=[error])
+        if key is not None and isinstance(result, ExecutionResult) and not result.errors:
+            ids = list(dict.fromkeys(context.touched))
+            self.answers[key] = (result, context.operation, context.fields, ids, context.counted)
+            while len(self.answers) > ANSWER_CACHE_SIZE:
+                self.answers.popitem(last=False)
+        return result
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        """orjson: several times faster than json for the pages the API returns."""
+        return orjson.dumps(data)
+
+
+def _answer_key(request_data: Any, context: RequestContext) -> tuple[Any, ...] | None:
+    """What decides an answer: the view, the role, the query and its variables."""
+    if isinstance(request_data, list) or not isinstance(request_data.query, str):
+        return None
+    try:
+        variables = orjson.dumps(request_data.variables, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return (
+        context.view.serial,
+        context.access.role,
+        request_data.query,
+        request_data.operation_name,
+        variables,
+    )
+
+
+class KeyGate:
+    """Lets a request through only with a valid API key, which decides its role."""
+
+    def __init__(
+        self, app: LakeGraphQL, keys: ApiKeys, introspection_roles: set[str], ide: bool
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.introspection_roles = introspection_roles
+        self.ide = ide
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # no subscriptions: the lake is read by queries
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        request = Request(scope)
+        if self._is_ide_page(request):
+            # The page holds no data, and its queries send a key like any other client.
+            scope.setdefault("state", {})["access"] = Access("none", b"", introspection=False)
+            await self.app(scope, receive, send)
+            return
+        role = self.keys.role_of(key_from_headers(request.headers))
+        if role is None:
+            self.app.audit.record(
+                role="none",
+                operation=None,
+                fields=[],
+                customer_ids=[],
+                customer_count=0,
+                outcome="refused",
+            )
+            await _unauthorized(request)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["access"] = Access(
+            role, self.keys.mask_secret, role in self.introspection_roles
+        )
+        await self.app(scope, receive, send)
+
+    def _is_ide_page(self, request: Request) -> bool:
+        return (
+            self.ide
+            and request.method == "GET"
+            and "query" not in request.query_params
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+
+def _unauthorized(request: Request) -> Response:
+    sent = key_from_headers(request.headers) is not None
+    message = (
+        "the API key is not valid"
+        if sent
+        else "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"
+    )
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="hubspoke"'},
+    )
 
 
 def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
@@ -58,28 +224,76 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             f" `hubspoke demo --no-serve --home {settings.home}` or `hubspoke init`"
         )
     catalog = catalog or load_catalog()
+    keys_file = settings.keys_file
+    if not keys_file.exists():
+        create_keys_file(keys_file)
+        log.warning("created API keys (admin, analyst) in %s", keys_file.resolve())
+    keys = load_keys(keys_file, roles(catalog))
     contracts = [c for i in catalog.identities() for c in [i, *catalog.extensions(i.entity)]]
-    snapshot = Snapshot(Lake(root, catalog), contracts)
+    lake = Lake(root, catalog)
+    snapshot = Snapshot(lake, contracts)
+    time_travel = TimeTravel(lake, snapshot.query_hooks)
+    audit_table = lake.table(AUDIT_TABLE)
+    audit_table.create_if_missing()
+    audit = AuditLog(audit_table)
+    introspection = set(settings.introspection_roles)
+    ide_html = offline_page(settings.graphiql_assets) if introspection else None
+    graphql_app = LakeGraphQL(build_schema(catalog), snapshot, time_travel, audit, ide_html)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(snapshot.current)  # load before the first request
+        stop = threading.Event()
+        follower = threading.Thread(target=snapshot.follow, args=(stop,), daemon=True)
+        follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            follower.join()
+            audit.close()
+
     app = Starlette(
         routes=[
-            Route(
-                "/graphql",
-                LakeGraphQL(
-                    build_schema(catalog), snapshot, offline_page(settings.graphiql_assets)
-                ),
-            ),
+            Route("/graphql", KeyGate(graphql_app, keys, introspection, bool(introspection))),
             Mount(ROUTE, StaticFiles(directory=settings.graphiql_assets, check_dir=False)),
             Route("/", lambda _: RedirectResponse("/graphql")),
-        ]
+        ],
+        lifespan=lifespan,
     )
     app.state.snapshot = snapshot
+    app.state.audit = audit
+    app.state.keys_file = keys_file
     return app
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the API with uvicorn until interrupted (fetching GraphiQL's files on first use)."""
+def app_from_env() -> Starlette:
+    """The app of the home the environment names (the factory each uvicorn worker calls)."""
+    return create_app(Settings.from_env().recorded())
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot.
+
+    GraphiQL's files are fetched on first use, so the page works without a CDN.
+    """
     try:
         fetch_graphiql(settings.graphiql_assets)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        logging.getLogger(__name__).warning("GraphiQL will load its files from unpkg: %s", exc)
-    uvicorn.run(create_app(settings), host=host, port=port)
+        log.warning("GraphiQL will load its files from unpkg: %s", exc)
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        )
+        return
+    create_app(settings)  # fail here, with a clear error, rather than in every worker
+    os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
+    uvicorn.run(
+        "hubspoke_graphql.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )

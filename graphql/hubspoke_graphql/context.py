@@ -1,16 +1,20 @@
-"""What one GraphQL request carries: the snapshot view it reads and its batch loaders."""
+"""What one GraphQL request carries: who asks, the view it reads, and what it touched."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from strawberry.dataloader import DataLoader
 
 from hubspoke_graphql import reads
+from hubspoke_graphql.access import Access
+from hubspoke_graphql.audit import AuditLog
 from hubspoke_graphql.snapshot import View
+from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Contract
 
 Row = dict[str, Any]
@@ -21,18 +25,35 @@ class RequestContext:
     """Every resolver of a request reads the same view, so one answer is one consistent state."""
 
     view: View
+    access: Access
+    time_travel: TimeTravel
+    audit: AuditLog | None = None
+    touched: list[str] = field(default_factory=list)
+    """Ids of the entities whose rows the answer holds (for the audit log)."""
+    fields: list[str] = field(default_factory=list)
+    """Every `Type.field` the operation selects (for the audit log)."""
+    operation: str | None = None
+    """The operation's name, from the request or the document (for the audit log)."""
+    counted: int = 0
+    """Rows counted or aggregated without being returned (for the audit log)."""
     loaders: dict[str, DataLoader[str, Row | None]] = field(default_factory=dict)
 
-    def rows(self, contract: Contract) -> DataLoader[str, Row | None]:
-        """The request's loader of `contract`'s rows by key: one query per table per request."""
-        loader = self.loaders.get(contract.table_name)
+    def rows(self, identity: Contract) -> DataLoader[str, Row | None]:
+        """The request's loader of joined rows by key: several lookups in one request, one query."""
+        loader = self.loaders.get(identity.table_name)
         if loader is None:
-            loader = self.loaders[contract.table_name] = DataLoader(
-                load_fn=lambda keys: self._load(contract, keys)
+            loader = self.loaders[identity.table_name] = DataLoader(
+                load_fn=lambda keys: self._load(identity, keys)
             )
         return loader
 
-    async def _load(self, contract: Contract, keys: Sequence[str]) -> list[Row | None]:
-        found = await asyncio.to_thread(reads.by_keys, self.view, contract, keys)
-        by_key = {row[reads.key_of(contract)]: row for row in found}
+    async def view_at(self, identity: Contract, version: int | None, at: datetime | None) -> View:
+        """The live view, or the lake as it stood at a version or time."""
+        if version is None and at is None:
+            return self.view
+        return await asyncio.to_thread(self.time_travel.view, identity, version=version, at=at)
+
+    async def _load(self, identity: Contract, keys: Sequence[str]) -> list[Row | None]:
+        found = await asyncio.to_thread(reads.by_keys, self.view, identity, keys)
+        by_key = {row[reads.key_of(identity)]: row for row in found}
         return [by_key.get(key) for key in keys]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from graphql import GraphQLError
+from collections.abc import Iterator
+
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, validate
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -17,6 +19,16 @@ DEFAULT_PAGE_SIZE = 100
 """Rows a connection returns when `first` is not given."""
 MAX_PAGE_SIZE = 1000
 """Largest `first` accepted: bounds the rows and the batched keys of one page."""
+MAX_FILTER_VALUES = 1000
+"""Values one `in` condition accepts."""
+MAX_GROUPS = 1000
+"""Groups one aggregate returns at most (the largest first by count)."""
+REQUEST_TIMEOUT_S = 10.0
+"""Time one request may take; it then ends with a clear error (its threads finish in the background)."""
+ANSWER_CACHE_SIZE = 512
+"""Answers kept per process for repeated questions on an unchanged view (dashboards, pages)."""
+TIME_TRAVEL_VIEWS = 4
+"""Past states of the lake (asOf, asOfVersion) kept loaded at once; the least recently used goes."""
 MAX_CURSOR_LENGTH = 512
 """Longer `after` values are refused before they are decoded."""
 MAX_KEY_LENGTH = 256
@@ -29,7 +41,7 @@ MAX_TOKENS = 2000
 """Bounds the parser's work on a query text before validation starts."""
 CACHE_SIZE = 256
 """Entries of the parser and validation caches (unbounded caches grow with every new text)."""
-REFRESH_INTERVAL_S = 1.0
+REFRESH_INTERVAL_S = 0.25
 """How often at most the snapshot asks the lake whether a table has a new Delta version."""
 VIEW_CURSORS = 4
 """Queries one snapshot view runs at the same time (each cursor pins the view's state)."""
@@ -55,13 +67,42 @@ def is_client_error(error: GraphQLError) -> bool:
     return error.original_error is None or isinstance(error.original_error, InputError)
 
 
+class IntrospectionPerRole(SchemaExtension):
+    """Refuses `__schema` and `__type` to roles whose introspection is switched off."""
+
+    def on_validate(self) -> Iterator[None]:
+        """Adds the refusal to the validation errors when the role may not introspect."""
+        # Runs after ValidationCache (see schema_extensions) has validated and before strawberry
+        # looks at the errors, which it does before the extensions' code after `yield`.
+        ctx = self.execution_context
+        access = getattr(ctx.context, "access", None)
+        if access is not None and not access.introspection and ctx.graphql_document is not None:
+            refused = validate(
+                ctx.schema._schema, ctx.graphql_document, [NoSchemaIntrospectionCustomRule]
+            )
+            if refused:
+                ctx.pre_execution_errors = [
+                    *(ctx.pre_execution_errors or []),
+                    GraphQLError(
+                        f"introspection is switched off for role {access.role!r}"
+                        " (HUBSPOKE_INTROSPECTION_ROLES)",
+                        extensions={"code": "FORBIDDEN"},
+                    ),
+                ]
+        yield
+
+
 def schema_extensions() -> list[SchemaExtension]:
-    """The strawberry extensions that enforce the limits above."""
+    """The strawberry extensions that enforce the limits above, and the audit trail."""
+    from hubspoke_graphql.audit import Audit  # the audit reads the limits too
+
     return [
+        Audit(),
         MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache(maxsize=CACHE_SIZE),
         ValidationCache(maxsize=CACHE_SIZE),
         QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        IntrospectionPerRole(),
         MaskErrors(should_mask_error=is_unexpected),
     ]

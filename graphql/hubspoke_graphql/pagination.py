@@ -1,53 +1,125 @@
-"""Cursor connections: opaque cursors, the bounds on `first`, and the generic page types."""
+"""Cursor connections: opaque keyset cursors, the paging arguments, and the page types.
+
+A cursor holds the sort values of its row (and the entity key, which ends every order), so
+the next page starts right after it whatever changed in between, and it names the order it was
+made for: a cursor from another orderBy is refused instead of silently skipping rows.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from hubspoke_graphql.limits import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, InputError
+from hubspoke_graphql.filters import SortKey
+from hubspoke_graphql.limits import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, InputError
 
 Node = TypeVar("Node")
 
 
-def encode_cursor(entity: str, key: str) -> str:
-    """The opaque cursor of the row with `key`."""
-    return base64.urlsafe_b64encode(f"{entity}:{key}".encode()).decode()
+def _signature(order: Sequence[SortKey]) -> str:
+    return ",".join(f"{k.column}{'+' if k.ascending else '-'}" for k in order)
 
 
-def decode_cursor(entity: str, cursor: str) -> str:
-    """The key inside a cursor made by `encode_cursor` for `entity`; InputError otherwise."""
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal | datetime | date):
+        return str(value) if isinstance(value, Decimal) else value.isoformat()
+    return value
+
+
+def encode_cursor(entity: str, order: Sequence[SortKey], row: dict[str, Any]) -> str:
+    """The opaque cursor of `row` in `order`."""
+    values = [_plain(row[k.column]) for k in order]
+    text = json.dumps([entity, _signature(order), values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: str) -> list[Any]:
+    """The sort values inside a cursor made by `encode_cursor` for this order; InputError otherwise."""
     refused = InputError(
-        f"after: {cursor[:40]!r} is not a cursor of this {entity} connection;"
-        " pass an endCursor or edge cursor returned by it"
+        f"{argument}: {cursor[:40]!r} is not a cursor of this {entity} connection and orderBy;"
+        " pass a startCursor, endCursor or edge cursor returned by the same query"
     )
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise refused
     try:
-        text = base64.b64decode(cursor, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        name, signature, values = json.loads(
+            base64.b64decode(cursor, altchars=b"-_", validate=True)
+        )
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise refused from None
-    prefix, sep, key = text.partition(":")
-    if prefix != entity or not sep or not key:
+    if name != entity or signature != _signature(order) or not isinstance(values, list):
         raise refused
-    return key
+    if len(values) != len(order) or not all(
+        v is None or isinstance(v, str | int | float | bool) for v in values
+    ):
+        raise refused
+    return values
 
 
-def check_first(first: int) -> int:
-    """`first` when it is a page size the API serves; InputError otherwise."""
-    if not 0 <= first <= MAX_PAGE_SIZE:
-        raise InputError(f"first must be between 0 and {MAX_PAGE_SIZE}, got {first}")
-    return first
+@dataclass(frozen=True)
+class Window:
+    """Which slice of the ordered rows a connection returns."""
+
+    limit: int
+    offset: int = 0
+    after: list[Any] | None = None
+    before: list[Any] | None = None
+    backwards: bool = False
 
 
-@strawberry.type(description="Where this page ends and whether another one follows.")
+def window(
+    entity: str,
+    order: Sequence[SortKey],
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    limit: int | None,
+    offset: int | None,
+) -> Window:
+    """The slice the paging arguments ask for; InputError for combinations that make no sense."""
+    if limit is not None or offset is not None:
+        if any(a is not None for a in (first, after, last, before)):
+            raise InputError("pass either limit/offset or first/after/last/before, not both")
+        size = _size("limit", DEFAULT_PAGE_SIZE if limit is None else limit)
+        if offset is not None and offset < 0:
+            raise InputError(f"offset must be 0 or more, got {offset}")
+        return Window(limit=size, offset=offset or 0)
+    if first is not None and last is not None:
+        raise InputError("pass first or last, not both")
+    start = None if after is None else decode_cursor(entity, order, after, "after")
+    end = None if before is None else decode_cursor(entity, order, before, "before")
+    if last is not None:
+        return Window(limit=_size("last", last), after=start, before=end, backwards=True)
+    size = _size("first", DEFAULT_PAGE_SIZE if first is None else first)
+    return Window(limit=size, after=start, before=end)
+
+
+def _size(argument: str, value: int) -> int:
+    if not 0 <= value <= MAX_PAGE_SIZE:
+        raise InputError(f"{argument} must be between 0 and {MAX_PAGE_SIZE}, got {value}")
+    return value
+
+
+@strawberry.type(description="Where this page starts and ends, and whether rows lie beyond it.")
 class PageInfo:
     has_next_page: bool = strawberry.field(
         description="True when rows follow this page; fetch them with after: endCursor."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="True when rows precede this page; fetch them with before: startCursor."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first row of this page; null when the page is empty."
     )
     end_cursor: str | None = strawberry.field(
         description="Cursor of the last row of this page; null when the page is empty."
@@ -56,20 +128,7 @@ class PageInfo:
 
 @strawberry.type(description="One row of a page, with the cursor that points at it.")
 class Edge(Generic[Node]):
-    cursor: str = strawberry.field(description="Opaque position of this row; pass it as after.")
+    cursor: str = strawberry.field(
+        description="Opaque position of this row; pass it as after or before."
+    )
     node: Node = strawberry.field(description="The row.")
-
-
-@strawberry.type(description="A page of rows in key order.")
-class Connection(Generic[Node]):
-    edges: list[Edge[Node]] = strawberry.field(description="The rows of this page, with cursors.")
-    page_info: PageInfo = strawberry.field(description="Where this page ends.")
-    counter: strawberry.Private[Callable[[], Awaitable[int]]]
-
-    @strawberry.field(description="The rows of this page, without cursors.")
-    def nodes(self) -> list[Node]:
-        return [edge.node for edge in self.edges]
-
-    @strawberry.field(description="How many rows all pages hold together (one extra query).")
-    async def total_count(self) -> int:
-        return await self.counter()

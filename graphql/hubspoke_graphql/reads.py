@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from hubspoke_graphql.snapshot import View, quote
+from hubspoke_graphql import wide
+from hubspoke_graphql.filters import Column, Compiled, SortKey
+from hubspoke_graphql.snapshot import View
+from hubspoke_graphql.wide import quote
 from lake_schema import Contract
 
 SOFT_DELETE_FIELD = "deleted"
 """An identity contract with this boolean field soft-deletes: deleted rows are hidden by default."""
+
+Row = dict[str, Any]
 
 
 def key_of(contract: Contract) -> str:
@@ -17,48 +23,118 @@ def key_of(contract: Contract) -> str:
     return contract.key_fields[0]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which rows of an entity a connection holds: its condition and its total order."""
+
+    identity: Contract
+    where: Compiled
+    order: list[SortKey]
+    include_deleted: bool
+
+    def condition(self) -> tuple[str, list[Any]]:
+        """The WHERE clause (with soft-deleted rows hidden unless asked for) and its parameters."""
+        terms = [self.where.sql]
+        if not self.include_deleted and SOFT_DELETE_FIELD in self.identity.field_names:
+            terms.append(f"NOT {quote(SOFT_DELETE_FIELD)}")
+        return " AND ".join(terms), list(self.where.params)
+
+
 def page(
     view: View,
-    identity: Contract,
+    selection: Selection,
     *,
-    after: str | None,
+    after: Sequence[Any] | None = None,
+    before: Sequence[Any] | None = None,
     limit: int,
-    include_deleted: bool,
-) -> list[dict[str, Any]]:
-    """Up to `limit` identity rows with a key greater than `after`, in key order."""
-    key = quote(key_of(identity))
-    conditions = _visible(identity, include_deleted)
-    params: list[Any] = []
-    if after is not None:
-        conditions.append(f"{key} > ?")
-        params.append(after)
-    sql = f"SELECT * FROM {quote(identity.table_name)}{_where(conditions)} ORDER BY {key} LIMIT ?"
+    offset: int = 0,
+    backwards: bool = False,
+) -> list[Row]:
+    """Up to `limit` rows strictly between the cursors, in the selection's order.
+
+    Backwards, the rows nearest `before` are taken (and returned in the selection's order).
+    """
+    where, params = selection.condition()
+    terms = [where]
+    for values, reverse in ((after, False), (before, True)):
+        if values is not None:
+            sql, more = _beyond(selection.order, values, reverse)
+            terms.append(sql)
+            params += more
+    order = ", ".join(k.order_sql(reverse=backwards) for k in selection.order)
+    sql = (
+        f"SELECT * FROM {quote(wide.table_name(selection.identity))} WHERE {' AND '.join(terms)}"
+        f" ORDER BY {order} LIMIT ? OFFSET ?"
+    )
+    rows = view.fetch(sql, [*params, limit, offset])
+    return rows[::-1] if backwards else rows
+
+
+def _beyond(keys: Sequence[SortKey], values: Sequence[Any], reverse: bool) -> tuple[str, list[Any]]:
+    """Rows strictly after `values` in the order of `keys` (before them when `reverse`)."""
+    ors, params = [], []
+    for i, key in enumerate(keys):
+        terms = []
+        for prior, value in zip(keys[:i], values[:i], strict=True):
+            if value is None:
+                terms.append(f"{quote(prior.column)} IS NULL")
+            else:
+                terms.append(f"{quote(prior.column)} = CAST(? AS {prior.sql_type})")
+                params.append(value)
+        column, value = quote(key.column), values[i]
+        # Ascending puts nulls last, descending first: null is the largest value either way.
+        if key.ascending != reverse:
+            if value is None:
+                continue  # nothing follows null in ascending order
+            terms.append(f"({column} > CAST(? AS {key.sql_type}) OR {column} IS NULL)")
+        elif value is None:
+            terms.append(f"{column} IS NOT NULL")
+        else:
+            terms.append(f"{column} < CAST(? AS {key.sql_type})")
+        if value is not None:
+            params.append(value)
+        ors.append(f"({' AND '.join(terms)})")
+    return (f"({' OR '.join(ors)})" if ors else "FALSE"), params
+
+
+def count(view: View, selection: Selection) -> int:
+    """How many rows a connection over all pages holds."""
+    where, params = selection.condition()
+    table = quote(wide.table_name(selection.identity))
+    return int(view.fetch(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)[0]["n"])
+
+
+def aggregate(
+    view: View, selection: Selection, group: Sequence[Column], numeric: Sequence[Column], limit: int
+) -> list[Row]:
+    """count, and min/max/sum/avg of each numeric column, per group (one row when not grouped)."""
+    where, params = selection.condition()
+    columns = [f"{quote(c.name)} AS g{i}" for i, c in enumerate(group)]
+    columns.append("count(*) AS n")
+    for i, c in enumerate(numeric):
+        name = quote(c.name)
+        columns += [
+            f"min({name})::DOUBLE AS min{i}",
+            f"max({name})::DOUBLE AS max{i}",
+            f"sum({name})::DOUBLE AS sum{i}",
+            f"avg({name})::DOUBLE AS avg{i}",
+        ]
+    grouping = f" GROUP BY ALL ORDER BY n DESC, {', '.join(f'g{i}' for i in range(len(group)))}"
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(wide.table_name(selection.identity))}"
+        f" WHERE {where}{grouping if group else ''} LIMIT ?"
+    )
     return view.fetch(sql, [*params, limit])
 
 
-def count(view: View, identity: Contract, *, include_deleted: bool) -> int:
-    """How many identity rows a connection over all pages holds."""
-    conditions = _visible(identity, include_deleted)
-    rows = view.fetch(f"SELECT count(*) AS n FROM {quote(identity.table_name)}{_where(conditions)}")
-    return int(rows[0]["n"])
-
-
-def visible(identity: Contract, row: dict[str, Any], *, include_deleted: bool) -> bool:
+def visible(identity: Contract, row: Row, *, include_deleted: bool) -> bool:
     """Whether a connection or a lookup shows this identity row."""
     return include_deleted or not row.get(SOFT_DELETE_FIELD, False)
 
 
-def by_keys(view: View, contract: Contract, keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Every row of `contract`'s table whose key is in `keys`, in one query."""
-    sql = f"SELECT * FROM {quote(contract.table_name)} WHERE {quote(key_of(contract))} = ANY(?)"
-    return view.fetch(sql, [list(keys)])
-
-
-def _visible(identity: Contract, include_deleted: bool) -> list[str]:
-    if include_deleted or SOFT_DELETE_FIELD not in identity.field_names:
-        return []
-    return [f"NOT {quote(SOFT_DELETE_FIELD)}"]
-
-
-def _where(conditions: list[str]) -> str:
-    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+def by_keys(view: View, identity: Contract, keys: Sequence[str]) -> list[Row]:
+    """The joined rows (identity and extensions) of `keys`, in one indexed query."""
+    table, key = quote(wide.table_name(identity)), quote(key_of(identity))
+    if len(keys) == 1:  # the index answers `=` fastest
+        return view.fetch(f"SELECT * FROM {table} WHERE {key} = ?", [keys[0]])
+    return view.fetch(f"SELECT * FROM {table} WHERE {key} = ANY(?)", [list(keys)])

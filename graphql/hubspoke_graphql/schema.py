@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: resolver annotations name classes made at run time.
 import asyncio
 import types
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -12,22 +13,24 @@ from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
 from hubspoke_graphql import reads
+from hubspoke_graphql.filters import (
+    Column,
+    EntityInputs,
+    compile_order,
+    compile_where,
+    entity_inputs,
+    group_columns,
+)
 from hubspoke_graphql.limits import (
     DEFAULT_PAGE_SIZE,
+    MAX_GROUPS,
     MAX_KEY_LENGTH,
     MAX_PAGE_SIZE,
     InputError,
     is_client_error,
     schema_extensions,
 )
-from hubspoke_graphql.pagination import (
-    Connection,
-    Edge,
-    PageInfo,
-    check_first,
-    decode_cursor,
-    encode_cursor,
-)
+from hubspoke_graphql.pagination import Edge, PageInfo, encode_cursor, window
 from hubspoke_graphql.types import ObjectType, entity_type, extension_type
 from lake_schema import Catalog, load_catalog
 
@@ -37,10 +40,10 @@ def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
     catalog = catalog or load_catalog()
     fields: dict[str, StrawberryField] = {}
     for identity in catalog.identities():
-        entity = entity_type(
-            identity, [extension_type(c) for c in catalog.extensions(identity.entity)]
-        )
-        fields |= entity_queries(entity)
+        extensions = catalog.extensions(identity.entity)
+        entity = entity_type(identity, [extension_type(c) for c in extensions])
+        inputs = entity_inputs(entity.cls.__name__, identity, extensions)
+        fields |= entity_queries(entity, inputs)
     namespace: dict[str, Any] = dict(fields)
     query = types.new_class("Query", (), {}, lambda ns: ns.update(namespace))
     strawberry.type(query, description="Entities of the lake: identity plus domain extensions.")
@@ -69,67 +72,221 @@ def plural(word: str) -> str:
     return f"{word}s"
 
 
-def entity_queries(entity: ObjectType) -> dict[str, StrawberryField]:
-    """The two root fields of one entity: one by id, and a page of all of them."""
+def numbers_type(entity_name: str, inputs: EntityInputs, suffix: str, description: str) -> type:
+    """An object type with one Float field per numeric column of the entity."""
+    attrs = {c.name: to_camel_case(c.name.replace("__", "_")) for c in inputs.numeric}
+    namespace: dict[str, Any] = {
+        attr: strawberry.field(name=name, description=inputs.columns[attr].field.description)
+        for attr, name in attrs.items()
+    }
+    namespace["__annotations__"] = {attr: float | None for attr in attrs}
+    cls = types.new_class(f"{entity_name}{suffix}", (), {}, lambda ns: ns.update(namespace))
+    return strawberry.type(cls, name=f"{entity_name}{suffix}", description=description)
+
+
+def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, StrawberryField]:
+    """The two root fields of one entity: one by id, and a connection over all of them."""
     identity = entity.contract
     name = identity.entity or identity.table_name
+    type_name = entity.cls.__name__
     node = entity.cls
+    key = reads.key_of(identity)
+    Numbers = numbers_type(type_name, inputs, "Numbers", "One value per numeric field.")
+    stats = ("min", "max", "sum", "avg")
+
+    @strawberry.type(
+        name=f"{type_name}Aggregate",
+        description="count and min/max/sum/avg of numeric fields, for one group (or all rows).",
+    )
+    class Aggregate:
+        group: list[str | None] = strawberry.field(
+            description="Values of the groupBy fields for this group, as text, in groupBy order."
+        )
+        count: int = strawberry.field(description="Rows in this group.")
+        min: Numbers = strawberry.field(description="Smallest value of each numeric field.")  # type: ignore[valid-type]
+        max: Numbers = strawberry.field(description="Largest value of each numeric field.")  # type: ignore[valid-type]
+        sum: Numbers = strawberry.field(description="Sum of each numeric field.")  # type: ignore[valid-type]
+        avg: Numbers = strawberry.field(description="Mean of each numeric field.")  # type: ignore[valid-type]
+
+    def aggregate_of(row: dict[str, Any], group: list[Column]) -> Aggregate:
+        values = {
+            stat: Numbers(**{c.name: row[f"{stat}{i}"] for i, c in enumerate(inputs.numeric)})
+            for stat in stats
+        }
+        keys = [None if row[f"g{i}"] is None else str(row[f"g{i}"]) for i in range(len(group))]
+        return Aggregate(group=keys, count=row["n"], **values)
+
+    FieldEnum = inputs.field_enum
+
+    @strawberry.type(name=f"{type_name}Connection", description=f"A page of {plural(name)}.")
+    class EntityConnection:
+        edges: list[Edge[node]] = strawberry.field(
+            description="The rows of this page, with cursors."
+        )  # type: ignore[valid-type]
+        page_info: PageInfo = strawberry.field(description="Where this page starts and ends.")
+        selection: strawberry.Private[reads.Selection]
+        view: strawberry.Private[Any]
+
+        @strawberry.field(description="The rows of this page, without cursors.")
+        def nodes(self) -> list[node]:  # type: ignore[valid-type]
+            return [edge.node for edge in self.edges]
+
+        @strawberry.field(description="How many rows all pages hold together.")
+        async def total_count(self, info: strawberry.Info) -> int:
+            n = await asyncio.to_thread(reads.count, self.view, self.selection)
+            info.context.counted = max(info.context.counted, n)
+            return n
+
+        @strawberry.field(
+            description="count, min, max, sum and avg over all pages, per group of the groupBy"
+            f" fields (at most {MAX_GROUPS} groups, the largest first)."
+        )
+        async def aggregate(
+            self,
+            info: strawberry.Info,
+            group_by: Annotated[
+                list[FieldEnum] | None,  # type: ignore[valid-type]
+                strawberry.argument(description="Fields to group by; none: one group of all rows."),
+            ] = None,
+        ) -> list[Aggregate]:
+            group = group_columns(group_by, inputs, info.context.access.sees)
+            rows = await asyncio.to_thread(
+                reads.aggregate, self.view, self.selection, group, inputs.numeric, MAX_GROUPS
+            )
+            info.context.counted = max(info.context.counted, sum(r["n"] for r in rows))
+            return [aggregate_of(r, group) for r in rows]
+
     IncludeDeleted = Annotated[
         bool, strawberry.argument(description="Also return soft-deleted rows.")
     ]
+    AsOf = Annotated[
+        datetime | None,
+        strawberry.argument(
+            description="Answer as the lake stood at this time (Delta time travel, merged state)."
+        ),
+    ]
+    AsOfVersion = Annotated[
+        int | None,
+        strawberry.argument(
+            description=f"Answer as the lake stood at this Delta version of {identity.table_name}."
+        ),
+    ]
+    Where = inputs.where
+    OrderBy = inputs.order_by
 
     async def one(
         info: strawberry.Info,
         id: Annotated[strawberry.ID, strawberry.argument(description=f"Id of the {name}.")],
         include_deleted: IncludeDeleted = False,
+        as_of: AsOf = None,
+        as_of_version: AsOfVersion = None,
     ) -> node | None:  # type: ignore[valid-type]
         if len(id) > MAX_KEY_LENGTH:
             raise InputError(f"id must be at most {MAX_KEY_LENGTH} characters, got {len(id)}")
-        # Through the loader, several aliased lookups in one request cost one query.
-        row = await info.context.rows(identity).load(id)
+        context = info.context
+        index = context.view.indexes.get(identity.table_name)
+        if as_of is None and as_of_version is None and index is not None:
+            row = index.get(id)  # in memory: no query, no thread
+        elif as_of is None and as_of_version is None:
+            # Through the loader, several aliased lookups in one request cost one query.
+            row = await context.rows(identity).load(id)
+        else:
+            view = await context.view_at(identity, as_of_version, as_of)
+            found = await asyncio.to_thread(reads.by_keys, view, identity, [id])
+            row = found[0] if found else None
         if row is None or not reads.visible(identity, row, include_deleted=include_deleted):
             return None
-        return entity.build(row)
+        context.touched.append(row[key])
+        return entity.build(row, context.access)
 
     async def page(
         info: strawberry.Info,
+        where: Annotated[
+            Where | None,  # type: ignore[valid-type]
+            strawberry.argument(description="Only rows matching these conditions."),
+        ] = None,
+        order_by: Annotated[
+            list[OrderBy] | None,  # type: ignore[valid-type]
+            strawberry.argument(description=f"Sort order; ties and the default go by {key}."),
+        ] = None,
         first: Annotated[
-            int | None, strawberry.argument(description=f"Page size, 0 to {MAX_PAGE_SIZE}.")
-        ] = DEFAULT_PAGE_SIZE,
-        after: Annotated[
-            str | None,
+            int | None,
             strawberry.argument(
-                description="Cursor after which the page starts (an endCursor of the previous page)."
+                description=f"Page size from the start or after a cursor, 0 to {MAX_PAGE_SIZE}"
+                f" (default {DEFAULT_PAGE_SIZE})."
             ),
         ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="Cursor after which the page starts (an endCursor)."),
+        ] = None,
+        last: Annotated[
+            int | None,
+            strawberry.argument(description="Page size from the end or before a cursor."),
+        ] = None,
+        before: Annotated[
+            str | None,
+            strawberry.argument(description="Cursor before which the page ends (a startCursor)."),
+        ] = None,
+        limit: Annotated[
+            int | None,
+            strawberry.argument(description="Rows to return, for tools that page by offset."),
+        ] = None,
+        offset: Annotated[
+            int | None,
+            strawberry.argument(description="Rows to skip before limit."),
+        ] = None,
         include_deleted: IncludeDeleted = False,
-    ) -> Connection[node]:  # type: ignore[valid-type]
-        limit = check_first(DEFAULT_PAGE_SIZE if first is None else first)
-        start = None if after is None else decode_cursor(name, after)
-        view = info.context.view
+        as_of: AsOf = None,
+        as_of_version: AsOfVersion = None,
+    ) -> EntityConnection:
+        context = info.context
+        sees = context.access.sees
+        selection = reads.Selection(
+            identity,
+            compile_where(where, inputs, sees),
+            compile_order(order_by, inputs, key, sees),
+            include_deleted,
+        )
+        win = window(
+            name,
+            selection.order,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            limit=limit,
+            offset=offset,
+        )
+        view = await context.view_at(identity, as_of_version, as_of)
         rows = await asyncio.to_thread(
             reads.page,
             view,
-            identity,
-            after=start,
-            limit=limit + 1,
-            include_deleted=include_deleted,
+            selection,
+            after=win.after,
+            before=win.before,
+            limit=win.limit + 1,
+            offset=win.offset,
+            backwards=win.backwards,
         )
-        key = reads.key_of(identity)
+        more = len(rows) > win.limit
+        if more:
+            rows = rows[1:] if win.backwards else rows[: win.limit]
+        context.touched.extend(row[key] for row in rows)
         edges = [
-            Edge(cursor=encode_cursor(name, row[key]), node=entity.build(row))
-            for row in rows[:limit]
-        ]
-
-        async def counter() -> int:
-            return await asyncio.to_thread(
-                reads.count, view, identity, include_deleted=include_deleted
+            Edge(
+                cursor=encode_cursor(name, selection.order, row),
+                node=entity.build(row, context.access),
             )
-
+            for row in rows
+        ]
         page_info = PageInfo(
-            has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+            has_next_page=win.before is not None if win.backwards else more,
+            has_previous_page=more if win.backwards else (win.after is not None or win.offset > 0),
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
         )
-        return Connection(edges=edges, page_info=page_info, counter=counter)
+        return EntityConnection(edges=edges, page_info=page_info, selection=selection, view=view)
 
     one.__name__, page.__name__ = to_camel_case(name), to_camel_case(plural(name))
     return {
@@ -137,6 +294,8 @@ def entity_queries(entity: ObjectType) -> dict[str, StrawberryField]:
             resolver=one, description=f"One {name} by id; null when there is none."
         ),
         page.__name__: strawberry.field(
-            resolver=page, description=f"Every {name}, a page at a time, in id order."
+            resolver=page,
+            description=f"Every {name}, a page at a time: filter with where, sort with orderBy,"
+            " page with cursors (first/after, last/before) or limit/offset.",
         ),
     }

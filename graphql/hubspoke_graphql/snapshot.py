@@ -9,6 +9,8 @@ not explain. Extension tables change nightly and are reloaded when their Delta v
 
 from __future__ import annotations
 
+import itertools
+import logging
 import queue
 import threading
 import time
@@ -28,20 +30,24 @@ from hubspoke.events import IdentityEvent
 from hubspoke.ingest import INGEST_APP, PROJECTION_APP, event_from_log
 from hubspoke.lake import Lake, LakeTable
 from hubspoke.resolve import APPLIED, State, fold
+from hubspoke_graphql import wide
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
+from hubspoke_graphql.wide import quote
 from lake_schema import Contract
+
+log = logging.getLogger(__name__)
 
 QueryHook = Callable[[str, Sequence[Any]], None]
 """Called with the SQL text and its parameters before each query runs."""
 
 LOG_TABLE = "identity_events"
+INDEX_OVERLAY_MAX = 50_000
+"""Changed rows kept beside the indexed full join before the index is rebuilt from scratch."""
 PROJECT_STEP = "project"
 """The commit metadata `step` of the hub's merges into an identity table (see hubspoke.ingest)."""
 
 
-def quote(identifier: str) -> str:
-    """`identifier` as a quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
+_SERIALS = itertools.count()
 
 
 class View:
@@ -53,8 +59,13 @@ class View:
         versions: Mapping[str, int | None],
         hooks: Sequence[QueryHook],
         pin_table: str,
+        indexes: Mapping[str, wide.RowIndex] | None = None,
     ) -> None:
+        self.serial = next(_SERIALS)
+        """Unique per view in this process: answers cached for a view are keyed by it."""
         self.versions = dict(versions)
+        self.indexes = dict(indexes or {})
+        """Identity table name -> in-memory index of its joined rows (live views only)."""
         self._hooks = hooks
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
@@ -117,6 +128,17 @@ class Snapshot:
         self._followed = [_Followed(lake.table(c)) for c in contracts if c.table_name in identities]
         self._extensions = [lake.table(c) for c in contracts if c.table_name not in identities]
         self._ext_versions: dict[str, int | None] = {}
+        self._entities = {
+            f.table.name: [
+                c
+                for c in contracts
+                if c.kind == "extension" and c.entity == f.table.contract.entity
+            ]
+            for f in self._followed
+        }
+        self._contracts = {c.table_name: c for c in contracts}
+        self._upserted: dict[str, set[str]] = defaultdict(set)
+        self._indexes: dict[str, wide.RowIndex] = {}
         self._log = lake.table(LOG_TABLE)
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
@@ -126,6 +148,22 @@ class Snapshot:
         self._writer = self._con.cursor()
         self._view: View | None = None
         self._checked_at = 0.0
+
+    def follow(self, stop: threading.Event) -> None:
+        """Check the lake every refresh interval until `stop` is set, so that requests find a
+        fresh view and never wait for a check themselves."""
+        while not stop.wait(self._interval / 2):
+            try:
+                self.current()
+            except Exception:  # the lake may be mid-write or briefly unreadable; next round
+                log.exception("snapshot refresh failed; serving the previous view")
+
+    def fresh(self) -> View | None:
+        """The view when it was checked within the refresh interval (no lake access), else None."""
+        view = self._view
+        if view is not None and time.monotonic() - self._checked_at < self._interval:
+            return view
+        return None
 
     def current(self) -> View:
         """The newest view; blocks (in the calling thread) only for the first load or a check."""
@@ -140,7 +178,11 @@ class Snapshot:
             if self._view is None or time.monotonic() - self._checked_at >= self._interval:
                 if self._refresh() or self._view is None:
                     self._view = View(
-                        self._con, self._versions(), self.query_hooks, self._pin_table
+                        self._con,
+                        self._versions(),
+                        self.query_hooks,
+                        self._pin_table,
+                        self._indexes,
                     )
                 self._checked_at = time.monotonic()
             return self._view
@@ -186,17 +228,51 @@ class Snapshot:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
                 self._follow_log(behind, starts, log_dt)
+            indexes = self._join({t.name for t in reload_ext} | {f.table.name for f in reload_ids})
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
             raise
+        finally:
+            self._upserted.clear()
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
+        self._indexes |= indexes
         self._ext_versions = ext_versions
         for f in self._followed:
             f.version, f.projected = identity_state[f.table.name]
             f.applied = max(starts[f.table.name], logged)
             f.loaded = True
         return True
+
+    def _join(self, reloaded: set[str]) -> dict[str, wide.RowIndex]:
+        """Bring each entity's joined table and row index up to its identity and extensions."""
+        indexes = {}
+        for identity_name, extensions in self._entities.items():
+            identity = self._contracts[identity_name]
+            key = identity.key_fields[0]
+            joined = quote(wide.table_name(identity))
+            index = self._indexes.get(identity_name)
+            ids = self._upserted.get(identity_name)
+            if reloaded & {identity_name, *(e.table_name for e in extensions)}:
+                for sql in wide.rebuild_sql(identity, extensions):
+                    self._writer.execute(sql)
+                index = None
+            elif ids:
+                with self._registered(pa.table({key: sorted(ids)})) as name:
+                    for sql in wide.update_sql(identity, extensions, name):
+                        self._writer.execute(sql)
+                    rows = self._writer.sql(
+                        f"SELECT * FROM {joined} WHERE {quote(key)} IN (SELECT {quote(key)} FROM {name})"
+                    ).to_arrow_table()
+                if index is not None and len(index.overlay) + len(ids) <= INDEX_OVERLAY_MAX:
+                    index = index.updated(ids, rows.to_pylist(), key)
+                else:
+                    index = None
+            if index is None:  # a full join, or an overlay grown too large: index it all again
+                rows = self._writer.sql(f"SELECT * FROM {joined}").to_arrow_table()
+                index = wide.RowIndex.of(rows, key)
+            indexes[identity_name] = index
+        return indexes
 
     def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
         """Whether the identity table's changes since `f.version` are merges of logged batches."""
@@ -260,6 +336,7 @@ class Snapshot:
     def _upsert(self, contract: Contract, states: list[State]) -> None:
         key = quote(contract.key_fields[0])
         table = quote(contract.table_name)
+        self._upserted[contract.table_name].update(s[contract.key_fields[0]] for s in states)
         with self._registered(contract.to_arrow(states)) as name:
             self._writer.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {name})")
             self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")

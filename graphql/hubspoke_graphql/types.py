@@ -12,7 +12,7 @@ field with a clear error instead of being rounded, which a Float would do above 
 import keyword
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,9 +22,10 @@ import strawberry
 from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
-from hubspoke_graphql import reads
+from hubspoke_graphql import reads, wide
+from hubspoke_graphql.access import Access
 from lake_schema import Contract, ContractError
-from lake_schema.contract import Field
+from lake_schema.contract import Field, Privacy
 
 _SCALARS: dict[str, Any] = {
     "string": str,
@@ -39,16 +40,29 @@ _SCALARS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ObjectType:
-    """A generated strawberry type and how to build it from a contract-shaped row."""
+    """A generated strawberry type and how to build it from a row of the entity's joined table."""
 
     contract: Contract
     cls: type
     attributes: Mapping[str, str]
     """Contract field name -> Python attribute of `cls`."""
+    columns: Mapping[str, str]
+    """Contract field name -> column of the joined row holding its value."""
 
-    def build(self, row: Mapping[str, Any]) -> Any:
-        """An instance holding the row's values."""
-        return self.cls(**{attr: row[name] for name, attr in self.attributes.items()})
+    def build(self, row: Mapping[str, Any], access: Access) -> Any:
+        """An instance holding the row's values, pii masked for roles that may not read it."""
+        values = {attr: row[self.columns[name]] for name, attr in self.attributes.items()}
+        for name, mode in access.hidden(self.contract).items():
+            if name in self.attributes:
+                attr = self.attributes[name]
+                values[attr] = access.mask(mode, values[attr])
+        if ROW_ATTRIBUTE in self.cls.__annotations__:
+            values[ROW_ATTRIBUTE] = row
+        return self.cls(**values)
+
+
+ROW_ATTRIBUTE = "hubspoke_row"
+"""Private attribute of an entity object: its joined row, which its extension fields read."""
 
 
 def pascal_case(snake: str) -> str:
@@ -60,12 +74,14 @@ def extension_type(contract: Contract) -> ObjectType:
     """The type of one extension contract; its key is left out, it is the parent's id."""
     _single_key(contract)
     fields = [f for f in contract.fields if f.name not in contract.key_fields]
-    return _object_type(contract.name, contract, fields, {})
+    return _object_type(
+        contract.name, contract, fields, {}, lambda name: wide.column(contract, name)
+    )
 
 
 def entity_type(identity: Contract, extensions: list[ObjectType]) -> ObjectType:
     """The type of an entity: its identity fields plus one field per extension contract."""
-    key = _single_key(identity)
+    _single_key(identity)
     resolvers: dict[str, StrawberryField] = {}
     for ext in extensions:
         name = ext.contract.extension_name or ext.contract.table_name
@@ -74,16 +90,22 @@ def entity_type(identity: Contract, extensions: list[ObjectType]) -> ObjectType:
                 f"{ext.contract.name}: extension_name {name!r} clashes with a field of"
                 f" {identity.name} or another extension"
             )
-        resolvers[_attribute(name)] = _extension_field(name, key, ext)
+        resolvers[_attribute(name)] = _extension_field(name, ext)
     return _object_type(
-        pascal_case(identity.entity or identity.name), identity, list(identity.fields), resolvers
+        pascal_case(identity.entity or identity.name),
+        identity,
+        list(identity.fields),
+        resolvers,
+        lambda name: name,
     )
 
 
-def _extension_field(name: str, key: str, ext: ObjectType) -> StrawberryField:
-    async def resolve(root: Any, info: strawberry.Info) -> ext.cls | None:  # type: ignore[name-defined]
-        row = await info.context.rows(ext.contract).load(getattr(root, _attribute(key)))
-        return None if row is None else ext.build(row)
+def _extension_field(name: str, ext: ObjectType) -> StrawberryField:
+    present = wide.present_column(ext.contract)
+
+    def resolve(root: Any, info: strawberry.Info) -> ext.cls | None:  # type: ignore[name-defined]
+        row = getattr(root, ROW_ATTRIBUTE)
+        return None if row[present] is None else ext.build(row, info.context.access)
 
     resolve.__name__ = _attribute(name)
     return strawberry.field(
@@ -99,17 +121,34 @@ def _object_type(
     contract: Contract,
     fields: list[Field],
     resolvers: dict[str, StrawberryField],
+    column: Callable[[str], str],
 ) -> ObjectType:
     annotations = {_attribute(f.name): _annotation(contract, f) for f in fields}
     namespace: dict[str, Any] = {
-        _attribute(f.name): strawberry.field(name=to_camel_case(f.name), description=f.description)
+        _attribute(f.name): strawberry.field(
+            name=to_camel_case(f.name), description=_description(f)
+        )
         for f in fields
     }
     namespace |= resolvers
+    if resolvers:
+        annotations[ROW_ATTRIBUTE] = strawberry.Private[Any]
     namespace["__annotations__"] = annotations
     cls = types.new_class(name, (), {}, lambda ns: ns.update(namespace))
     strawberry.type(cls, name=name, description=contract.description)
-    return ObjectType(contract, cls, {f.name: _attribute(f.name) for f in fields})
+    return ObjectType(
+        contract,
+        cls,
+        {f.name: _attribute(f.name) for f in fields},
+        {f.name: column(f.name) for f in fields},
+    )
+
+
+def _description(field: Field) -> str:
+    if field.privacy != Privacy.PII:
+        return field.description
+    shown = "a stable hash" if field.mask == "hash" else "null"
+    return f"{field.description} Personal data: {shown} for roles that may not read it."
 
 
 def _annotation(contract: Contract, field: Field) -> Any:
@@ -119,7 +158,9 @@ def _annotation(contract: Contract, field: Field) -> Any:
         scalar = Decimal
     else:
         scalar = _SCALARS[field.type]
-    return scalar | None if field.nullable else scalar
+    # A pii value masked as null needs a nullable type, whatever the contract says.
+    nullable = field.nullable or (field.privacy == Privacy.PII and field.mask == "null")
+    return scalar | None if nullable else scalar
 
 
 def _attribute(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import urlparse
 import polars as pl
 import pytest
 from hubspoke_graphql import graphiql
+from hubspoke_graphql.access import key_of_role
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -68,6 +70,24 @@ def test_a_query_typed_in_graphiql_returns_data(
     )
     # CodeMirror closes brackets as they are typed, so the text goes in through its own API.
     browser.execute_script("arguments[0].CodeMirror.setValue(arguments[1])", editor, QUERY)
+    # The API wants a key from GraphiQL too: it goes in the headers tab, as a user would put it.
+    browser.find_element(By.XPATH, "//button[normalize-space()='Headers']").click()
+    headers = WebDriverWait(browser, 10).until(
+        lambda b: next(
+            (
+                e
+                for e in b.find_elements(By.CSS_SELECTOR, ".graphiql-editor-tool .CodeMirror")
+                if e.is_displayed()
+            ),
+            None,
+        )
+    )
+    admin = key_of_role(demo_home / "api_keys.json", "admin")
+    browser.execute_script(
+        "arguments[0].CodeMirror.setValue(arguments[1])",
+        headers,
+        json.dumps({"Authorization": f"Bearer {admin}"}),
+    )
     browser.find_element(By.CSS_SELECTOR, ".graphiql-execute-button").click()
     response = WebDriverWait(browser, 20).until(
         lambda b: (

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hubspoke_graphql.access import create_keys_file, roles
 from hubspoke_graphql.app import create_app
 from starlette.applications import Starlette
 
@@ -48,8 +49,14 @@ def deleted_ids(identities: dict[str, dict[str, Any]]) -> list[str]:
     return ids
 
 
+@pytest.fixture(scope="module")
+def api_keys(stack: Stack) -> dict[str, str]:
+    """A key per role, in a keys file of the stack's home."""
+    return create_keys_file(stack.settings.keys_file, roles(stack.catalog))
+
+
 @pytest.fixture
-def app(stack: Stack) -> Starlette:
+def app(stack: Stack, api_keys: dict[str, str]) -> Starlette:
     """A fresh API over the seeded lake (its snapshot loads on the first request)."""
     return create_app(stack.settings)
 
@@ -63,14 +70,16 @@ def queries(app: Starlette) -> list[str]:
 
 
 @pytest.fixture
-def http(app: Starlette) -> Http:
+def http(app: Starlette, api_keys: dict[str, str]) -> Http:
     """Send one HTTP request to the ASGI app, in process, through httpx."""
 
-    def send(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def send(method: str, url: str, role: str | None = "admin", **kwargs: Any) -> httpx.Response:
         async def go() -> httpx.Response:
             transport = httpx.ASGITransport(app)
+            headers = {"Authorization": f"Bearer {api_keys[role]}"} if role else {}
+            headers |= kwargs.pop("headers", {})
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.request(method, url, **kwargs)
+                return await client.request(method, url, headers=headers, **kwargs)
 
         return asyncio.run(go())
 
@@ -81,8 +90,8 @@ def http(app: Starlette) -> Http:
 def query(http: Http) -> Query:
     """POST a query to /graphql; returns the decoded JSON body (data and errors)."""
 
-    def run(text: str, **variables: Any) -> dict[str, Any]:
-        response = http("POST", "/graphql", json={"query": text, "variables": variables})
+    def run(text: str, role: str = "admin", **variables: Any) -> dict[str, Any]:
+        response = http("POST", "/graphql", role=role, json={"query": text, "variables": variables})
         assert response.status_code in (200, 400), response.text
         return response.json()
 

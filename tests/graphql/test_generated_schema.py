@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S
 from hubspoke_graphql.schema import build_schema
@@ -165,7 +166,10 @@ def test_an_extension_name_that_clashes_is_refused(tmp_path: Path) -> None:
 def _post(app: Any, text: str) -> dict[str, Any]:
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = {"X-API-Key": key_of_role(app.state.keys_file, "admin")}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
             return await client.post("/graphql", json={"query": text})
 
     body = asyncio.run(go()).json()

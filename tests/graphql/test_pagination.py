@@ -110,3 +110,46 @@ def test_bad_input_gets_a_clear_error(query: Query, variables: dict, message: st
 def test_wrongly_typed_first_is_a_validation_error(query: Query) -> None:
     body = query('{ customers(first: "ten") { totalCount } }')
     assert "Int cannot represent non-integer value" in body["errors"][0]["message"]
+
+
+ORDERED = """
+query ($first: Int, $after: String, $last: Int, $before: String) {
+  customers(first: $first, after: $after, last: $last, before: $before,
+            orderBy: [{sales: {accountValue: DESC}}]) {
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    nodes { id }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("size", [1, 7, 25])
+def test_forward_and_backward_visit_every_customer_once(
+    query: Query, live_ids: list[str], size: int
+) -> None:
+    forward: list[str] = []
+    after = None
+    while True:
+        page = query(ORDERED, first=size, after=after)["data"]["customers"]
+        forward += [n["id"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    backward: list[str] = []
+    before = None
+    while True:
+        page = query(ORDERED, last=size, before=before)["data"]["customers"]
+        backward = [n["id"] for n in page["nodes"]] + backward
+        if not page["pageInfo"]["hasPreviousPage"]:
+            break
+        before = page["pageInfo"]["startCursor"]
+    assert sorted(forward) == live_ids
+    assert backward == forward
+
+
+def test_limit_and_offset_visit_every_customer_once(query: Query, live_ids: list[str]) -> None:
+    text = "query ($o: Int) { customers(limit: 9, offset: $o) { nodes { id } } }"
+    seen: list[str] = []
+    while batch := [n["id"] for n in query(text, o=len(seen))["data"]["customers"]["nodes"]]:
+        seen += batch
+    assert seen == live_ids

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from hubspoke_graphql.access import create_keys_file
 
 
 def free_port() -> int:
@@ -32,6 +33,7 @@ def wait_for(url: str, seconds: float, method: str = "GET", **kwargs: object) ->
 
 def test_demo_serves_graphql_and_dagster_until_ctrl_c(tmp_path: Path) -> None:
     gql, ui = free_port(), free_port()
+    keys = create_keys_file(tmp_path / "keys.json")
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +52,7 @@ def test_demo_serves_graphql_and_dagster_until_ctrl_c(tmp_path: Path) -> None:
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=os.environ | {"HUBSPOKE_API_KEYS_FILE": str(tmp_path / "keys.json")},
     )
     try:
         answer = wait_for(
@@ -57,6 +60,7 @@ def test_demo_serves_graphql_and_dagster_until_ctrl_c(tmp_path: Path) -> None:
             60,
             method="POST",
             json={"query": "{ customers(first: 1) { totalCount } }"},
+            headers={"X-API-Key": keys["analyst"]},
         )
         assert answer.json()["data"]["customers"]["totalCount"] > 0
         info = wait_for(f"http://127.0.0.1:{ui}/server_info", 90)

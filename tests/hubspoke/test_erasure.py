@@ -15,6 +15,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pymysql
 import pytest
+from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S
 from typer.testing import CliRunner
@@ -71,10 +72,12 @@ def files_holding(root: Path, needles: list[str]) -> list[tuple[str, str]]:
 
 
 def ask_graphql(stack: Stack, app: Any, text: str) -> dict[str, Any]:
+    admin = key_of_role(stack.settings.keys_file, "admin")
+
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.post("/graphql", json={"query": text})
+            return await client.post("/graphql", json={"query": text}, headers={"X-API-Key": admin})
 
     return asyncio.run(go()).json()
 

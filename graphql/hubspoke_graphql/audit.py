@@ -1,0 +1,189 @@
+"""The audit trail of the API: one record per request, buffered, appended to `api_audit_log`.
+
+Records hold the role (never the key), the operation name, the fields selected and the ids
+of the customers answered about, never a value read. They are appended every second or every
+FLUSH_RECORDS records, whichever comes first, and on shutdown: one Delta commit per flush
+instead of one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+from deltalake import DeltaTable
+from graphql import DocumentNode, GraphQLSchema, TypeInfo, TypeInfoVisitor, Visitor, visit
+from strawberry.extensions import SchemaExtension
+
+from hubspoke.lake import Lake, LakeTable
+from hubspoke_graphql.limits import CACHE_SIZE
+
+AUDIT_TABLE = "api_audit_log"
+FLUSH_INTERVAL_S = 1.0
+FLUSH_RECORDS = 5000
+log = logging.getLogger(__name__)
+
+
+def reads_of(lake: Lake, customer_id: str) -> list[dict[str, Any]]:
+    """Every audited request whose answer held `customer_id`, oldest first."""
+    table = lake.table(AUDIT_TABLE)
+    if not DeltaTable.is_deltatable(str(table.path)):
+        return []
+    found = table.read(
+        columns=["at", "role", "operation", "fields", "customer_count", "outcome"],
+        where=pl.col("customer_ids").list.contains(customer_id),
+    )
+    return sorted(found.to_pylist(), key=lambda r: r["at"])
+
+
+class AuditLog:
+    """Buffers audit records in memory and appends them to the Delta table in the background."""
+
+    def __init__(self, table: LakeTable, interval: float = FLUSH_INTERVAL_S) -> None:
+        self.table = table
+        self._interval = interval
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(
+        self,
+        *,
+        role: str,
+        operation: str | None,
+        fields: list[str],
+        customer_ids: list[str],
+        customer_count: int,
+        outcome: str,
+    ) -> None:
+        """Queue one request's record (cheap: the write happens in the background)."""
+        row = {
+            "request_id": uuid.uuid4().hex,
+            "at": datetime.now(UTC),
+            "role": role,
+            "operation": operation,
+            "fields": fields,
+            "customer_count": customer_count,
+            "customer_ids": customer_ids,
+            "outcome": outcome,
+        }
+        if self._thread is None:
+            self.start()
+        with self._lock:
+            self._pending.append(row)
+            full = len(self._pending) >= FLUSH_RECORDS
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Append every queued record now; returns how many were written."""
+        with self._flush_lock:
+            with self._lock:
+                rows, self._pending = self._pending, []
+            if rows:
+                try:
+                    self.table.append(self.table.contract.to_arrow(rows), step="audit")
+                except BaseException:
+                    with self._lock:  # back in front, in order, for the next flush
+                        self._pending[:0] = rows
+                    raise
+            return len(rows)
+
+    def start(self) -> None:
+        """Flush in a background thread until `close`."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="audit-flush", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the background thread and write what is left."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the records stay queued for the next flush
+                log.exception("audit flush failed; retrying")
+
+
+class _Fields(Visitor):
+    def __init__(self, type_info: TypeInfo) -> None:
+        super().__init__()
+        self.type_info = type_info
+        self.found: set[str] = set()
+
+    def enter_field(self, node: Any, *_: Any) -> None:
+        parent = self.type_info.get_parent_type()
+        if parent is not None and not node.name.value.startswith("__"):
+            self.found.add(f"{parent.name}.{node.name.value}")
+
+
+_FIELDS_CACHE: OrderedDict[tuple[int, str], list[str]] = OrderedDict()
+
+
+def _fields_of(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[str]:
+    """Every `Type.field` the document selects (cached per query text, like parsing)."""
+    cached = _FIELDS_CACHE.get((id(schema), query))
+    if cached is None:
+        type_info = TypeInfo(schema)
+        visitor = _Fields(type_info)
+        visit(document, TypeInfoVisitor(type_info, visitor))
+        cached = _FIELDS_CACHE[(id(schema), query)] = sorted(visitor.found)
+        while len(_FIELDS_CACHE) > CACHE_SIZE:
+            _FIELDS_CACHE.popitem(last=False)
+    return cached
+
+
+class Audit(SchemaExtension):
+    """Records every operation, executed or refused, in the request's audit log."""
+
+    def on_operation(self) -> Iterator[None]:
+        """After the operation: one audit record of who read what about whom."""
+        yield
+        ctx = self.execution_context
+        context = ctx.context
+        audit: AuditLog | None = getattr(context, "audit", None)
+        if audit is None:
+            return
+        document = ctx.graphql_document
+        fields = (
+            _fields_of(ctx.schema._schema, ctx.query or "", document)
+            if document is not None
+            else []
+        )
+        result = ctx.result
+        if ctx.pre_execution_errors:
+            outcome = "refused"
+        elif result is not None and getattr(result, "errors", None):
+            outcome = "error"
+        else:
+            outcome = "ok"
+        context.fields = fields
+        context.operation = ctx.operation_name
+        ids = list(dict.fromkeys(context.touched))
+        audit.record(
+            role=context.access.role,
+            operation=ctx.operation_name,
+            fields=fields,
+            customer_ids=ids,
+            customer_count=max(len(ids), context.counted),
+            outcome=outcome,
+        )

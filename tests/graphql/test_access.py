@@ -1,0 +1,137 @@
+"""API keys, roles, masking of personal data per contract, and introspection per role."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from hubspoke_graphql.app import create_app
+from hubspoke_graphql.limits import REQUEST_TIMEOUT_S
+
+from hubspoke.stack import Stack
+
+Query = Callable[..., dict[str, Any]]
+Http = Callable[..., httpx.Response]
+ONE = """query ($id: ID!) { customer(id: $id) { id name email
+  sales { accountValue } billing { vatNumber paymentTerms } } }"""
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-key-wrong-key-wrong"}, {"X-API-Key": "nope"}],
+    ids=["none", "wrong-bearer", "wrong-x-api-key"],
+)
+def test_requests_without_a_valid_key_get_a_graphql_shaped_401(http: Http, headers: dict) -> None:
+    answer = http("POST", "/graphql", role=None, headers=headers, json={"query": "{ __typename }"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    body = answer.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_both_header_forms_are_accepted(http: Http, api_keys: dict[str, str]) -> None:
+    for headers in (
+        {"Authorization": f"Bearer {api_keys['sales']}"},
+        {"X-API-Key": api_keys["sales"]},
+    ):
+        answer = http(
+            "POST", "/graphql", role=None, headers=headers, json={"query": "{ __typename }"}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def _customer_with_vat(identities: dict[str, Any], stack: Stack) -> str:
+    billing = stack.lake.table("customer_billing_domain").read().to_pylist()
+    return next(
+        r["customer_id"]
+        for r in billing
+        if r["vat_number"]
+        and r["customer_id"] in identities
+        and not identities[r["customer_id"]]["deleted"]
+    )
+
+
+def test_masking_follows_the_contracts_per_role(
+    query: Query, identities: dict[str, Any], stack: Stack
+) -> None:
+    cid = _customer_with_vat(identities, stack)
+    person = identities[cid]
+    seen = {
+        role: query(ONE, role=role, id=cid)["data"]["customer"]
+        for role in ("admin", "analyst", "sales", "billing")
+    }
+    assert seen["admin"]["name"] == person["name"]
+    assert seen["admin"]["email"] == person["email"]
+    assert seen["admin"]["billing"]["vatNumber"]
+    for role in ("analyst", "sales", "billing"):
+        assert seen[role]["name"] is None  # mask: null
+        assert seen[role]["email"].startswith("hash:")  # mask: hash, stable
+        assert seen[role]["email"] == seen["analyst"]["email"]
+        assert person["email"] not in str(seen[role])
+        assert seen[role]["billing"]["paymentTerms"] == seen["admin"]["billing"]["paymentTerms"]
+    # a domain role reads its own extension fully, the others per contract
+    assert seen["billing"]["billing"]["vatNumber"] == seen["admin"]["billing"]["vatNumber"]
+    assert seen["sales"]["billing"]["vatNumber"] is None
+    assert seen["analyst"]["billing"]["vatNumber"] is None
+    assert seen["analyst"]["sales"] == seen["admin"]["sales"]
+
+
+def test_hashes_differ_between_people(query: Query, live_ids: list[str]) -> None:
+    text = "{ customers(first: 20) { nodes { email } } }"
+    emails = [n["email"] for n in query(text, role="analyst")["data"]["customers"]["nodes"]]
+    assert len(set(emails)) == len(emails)
+
+
+def test_filtering_or_sorting_on_masked_fields_is_refused(query: Query) -> None:
+    for arguments in ('where: {name: {contains: "a"}}', "orderBy: [{email: ASC}]"):
+        body = query(f"{{ customers({arguments}) {{ nodes {{ id }} }} }}", role="analyst")
+        assert "personal data this key's role may not read" in body["errors"][0]["message"]
+    assert "errors" not in query('{ customers(where: {name: {contains: "a"}}) { nodes { id } } }')
+
+
+def test_introspection_and_graphiql_follow_the_roles(
+    stack: Stack, api_keys: dict[str, str]
+) -> None:
+    settings = dataclasses.replace(stack.settings, introspection_roles=("admin",))
+    app = create_app(settings)
+
+    async def post(role: str, text: str) -> dict[str, Any]:
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.post(
+                "/graphql", json={"query": text}, headers={"X-API-Key": api_keys[role]}
+            )
+            return answer.json()
+
+    text = "{ __schema { queryType { name } } }"
+    assert asyncio.run(post("admin", text))["data"]["__schema"]["queryType"]["name"] == "Query"
+    refused = asyncio.run(post("analyst", text))
+    assert "introspection is switched off for role 'analyst'" in refused["errors"][0]["message"]
+
+    closed = create_app(dataclasses.replace(stack.settings, introspection_roles=()))
+
+    async def page() -> httpx.Response:
+        transport = httpx.ASGITransport(closed)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/graphql", headers={"accept": "text/html"})
+
+    assert asyncio.run(page()).status_code == 401  # no GraphiQL where nobody may introspect
+
+
+def test_a_slow_request_is_stopped_at_the_time_limit(
+    query: Query, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hubspoke_graphql.app as app_module
+
+    monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.2)
+    app.state.snapshot.current()
+    app.state.snapshot.query_hooks.append(lambda sql, params: __import__("time").sleep(0.5))
+    body = query("{ customers(first: 1) { nodes { id } } }")
+    assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert "longer than 0.2 s" in body["errors"][0]["message"]
+    assert REQUEST_TIMEOUT_S == 10
