@@ -45,6 +45,9 @@ class Settings:
     """HUBSPOKE_POSTGRES_URL: server of the sales spoke (its database is created per home)."""
     mariadb_url: str = "mysql://root@127.0.0.1:3306/test"
     """HUBSPOKE_MARIADB_URL: server of the support spoke (its database is created per home)."""
+    dagster_pg_url: str | None = None
+    """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
+    DAGSTER_HOME=deploy/postgres (read there by dagster.yaml); unset, Dagster stores in SQLite."""
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -58,6 +61,13 @@ class Settings:
                 f"HUBSPOKE_SCHEDULE_TZ={self.schedule_timezone!r} is not an IANA time zone"
                 " (for example UTC or Europe/Berlin)"
             ) from None
+        if self.dagster_pg_url is not None and not self.dagster_pg_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                f"HUBSPOKE_DAGSTER_PG_URL={self.dagster_pg_url!r} must be a PostgreSQL URL such as"
+                " postgresql://postgres@127.0.0.1:5432/dagster"
+            )
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
@@ -103,6 +113,7 @@ class Settings:
             rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
+            dagster_pg_url=env.get("HUBSPOKE_DAGSTER_PG_URL") or None,
         )
 
 

@@ -289,12 +289,14 @@ class LakeTable:
         if _last_checkpoint(self.path) != dt.version():
             dt.create_checkpoint()
         dt.cleanup_metadata()  # log files older than the log retention, now covered by checkpoints
+        history = self.contract.retention.history
         vacuumed = dt.vacuum(
-            retention_hours=int(self.contract.retention.history / timedelta(hours=1)),
+            retention_hours=int(history / timedelta(hours=1)),
             dry_run=False,
             # The contract decides the window, also when it is shorter than Delta's 7-day default.
             enforce_retention_duration=False,
         )
+        vacuumed += self._vacuum_change_data(history)
         return MaintenanceReport(
             table=self.name,
             before=before,
@@ -305,6 +307,19 @@ class LakeTable:
             z_order=z_order,
             version=self.version(),
         )
+
+    def _vacuum_change_data(self, history: timedelta) -> list[str]:
+        # delta-rs's vacuum skips folders starting with "_", so change-data files (the before
+        # images of every merge and update, payloads included) would stay forever. They only
+        # serve change-feed reads of their own commit: past the history window, like vacuumed
+        # data files, they go.
+        cutoff = time.time() - history.total_seconds()
+        gone = []
+        for path in (self.path / "_change_data").glob("*.parquet"):
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                gone.append(str(path.relative_to(self.path)))
+        return gone
 
     def expire(self, expiry: Expiry, now: datetime) -> int:
         """Replace the expiring fields of rows older than `expiry.after`; returns how many rows.
