@@ -15,6 +15,7 @@ StackKind = Literal["embedded", "local"]
 (sales on PostgreSQL, support on MariaDB, billing on SQLite, RabbitMQ as the bus)."""
 
 _STACK_FILE = "stack.json"
+DAGSTER_PG_SCHEME = "postgresql+psycopg2://"
 
 
 class ConfigError(ValueError):
@@ -62,11 +63,13 @@ class Settings:
                 " (for example UTC or Europe/Berlin)"
             ) from None
         if self.dagster_pg_url is not None and not self.dagster_pg_url.startswith(
-            ("postgresql://", "postgres://")
+            DAGSTER_PG_SCHEME
         ):
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, on which dagster-postgres's
+            # NOTIFY with a bound parameter fails; its own driver is psycopg2.
             raise ConfigError(
-                f"HUBSPOKE_DAGSTER_PG_URL={self.dagster_pg_url!r} must be a PostgreSQL URL such as"
-                " postgresql://postgres@127.0.0.1:5432/dagster"
+                f"HUBSPOKE_DAGSTER_PG_URL={self.dagster_pg_url!r} must be a PostgreSQL URL for"
+                f" psycopg2, such as {DAGSTER_PG_SCHEME}postgres@127.0.0.1:5432/dagster"
             )
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
