@@ -119,8 +119,14 @@ def required_fields(table: LakeTable) -> CheckOutcome:
     )
 
 
-def referential_integrity(lake: Lake, table: LakeTable) -> CheckOutcome:
-    """Every value of a field that `references` another table names a live row there."""
+def referential_integrity(
+    lake: Lake, table: LakeTable, synced_at: datetime | None = None
+) -> CheckOutcome:
+    """Every value of a field that `references` another table names a live row there.
+
+    With `synced_at` (when the table was last synced), a row whose identity was deleted after
+    that sync is not an orphan yet: the next sync removes it. It is counted as awaiting sync.
+    """
     orphans: set[str] = set()
     counts: dict[str, int | float] = {}
     for f in table.contract.fields:
@@ -128,15 +134,24 @@ def referential_integrity(lake: Lake, table: LakeTable) -> CheckOutcome:
             continue
         target_name, target_field = f.references.split(".")
         target = lake.table(target_name)
-        live = target.scan()
-        if "deleted" in target.contract.field_names:
-            live = live.filter(~pl.col("deleted"))
+        fields = target.contract.field_names
+        targets = target.scan().select(
+            pl.col(target_field).alias(f.name),
+            (pl.col("deleted") if "deleted" in fields else pl.lit(False)).alias("deleted"),
+            (pl.col("deleted_at") if "deleted_at" in fields else pl.lit(None, pl.Datetime)).alias(
+                "deleted_at"
+            ),
+        )
+        later = pl.lit(False)
+        if synced_at is not None:
+            later = pl.col("deleted") & (pl.col("deleted_at") > synced_at).fill_null(False)
         values = table.scan().select(pl.col(f.name)).unique()
-        missing = values.join(
-            live.select(pl.col(target_field).alias(f.name)), on=f.name, how="anti"
-        ).collect()[f.name]
-        counts[f"orphans_{f.name}"] = missing.len()
-        orphans |= set(missing.to_list())
+        found = values.join(targets, on=f.name, how="left").collect()
+        dead = found.filter(pl.col("deleted").is_null() | (pl.col("deleted") & ~later))
+        awaiting = found.filter(later)
+        counts[f"orphans_{f.name}"] = dead.height
+        counts[f"awaiting_sync_{f.name}"] = awaiting.height
+        orphans |= set(dead[f.name].to_list())
     first = sorted(orphans)[:FIRST_KEYS]
     return CheckOutcome(
         passed=not orphans,

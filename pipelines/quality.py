@@ -66,17 +66,30 @@ def _last_sync(context: dg.AssetCheckExecutionContext, contract: Contract) -> da
     return datetime.fromtimestamp(event.timestamp, UTC) if event else None
 
 
+def _synced_at(
+    stack: Stack, contract: Contract, context: dg.AssetCheckExecutionContext
+) -> datetime | None:
+    committed = quality.last_data_commit(stack.lake.table(contract))
+    return max(filter(None, [committed, _last_sync(context, contract)]), default=None)
+
+
 def _fresh(
     stack: Stack, contract: Contract, context: dg.AssetCheckExecutionContext
 ) -> CheckOutcome:
     if contract.kind == "identity":
         return quality.identity_freshness(stack.lake, contract, stack.identity_lag_s())
-    table = stack.lake.table(contract)
-    committed = quality.last_data_commit(table)
-    materialized = _last_sync(context, contract)
-    synced = max(filter(None, [committed, materialized]), default=None)
     return quality.domain_freshness(
-        table, quality.spoke_timezone(stack.settings, contract), synced_at=synced
+        stack.lake.table(contract),
+        quality.spoke_timezone(stack.settings, contract),
+        synced_at=_synced_at(stack, contract, context),
+    )
+
+
+def _references(
+    stack: Stack, contract: Contract, context: dg.AssetCheckExecutionContext
+) -> CheckOutcome:
+    return quality.referential_integrity(
+        stack.lake, stack.lake.table(contract), synced_at=_synced_at(stack, contract, context)
     )
 
 
@@ -113,8 +126,9 @@ def build_quality_checks(contract: Contract) -> list[dg.AssetChecksDefinition]:
             build_check(
                 contract,
                 "references_live_rows",
-                f"Every row names a live row where it refers ({'; '.join(references)}).",
-                lambda stack, c, _: quality.referential_integrity(stack.lake, stack.lake.table(c)),
+                f"Every row names a live row where it refers ({'; '.join(references)}); rows"
+                " whose identity was deleted after the last sync wait for the next one.",
+                _references,
                 blocking=blocking,
             )
         )

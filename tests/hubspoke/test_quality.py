@@ -119,7 +119,8 @@ def test_domain_rows_without_a_live_identity_fail_referential_integrity(
     deleted = row | {"customer_id": "cust-deleted"}
     unknown = row | {"customer_id": "cust-unknown"}
     sales.append(pa.Table.from_pylist([deleted, unknown], schema=sales.contract.arrow_schema()))
-    gone = _first_row(identity) | {"id": "cust-deleted", "deleted": True}
+    deleted_at = datetime.now(UTC)
+    gone = _first_row(identity) | {"id": "cust-deleted", "deleted": True, "deleted_at": deleted_at}
     identity.append(pa.Table.from_pylist([gone], schema=identity.contract.arrow_schema()))
 
     outcome = quality.referential_integrity(lake, sales)
@@ -127,6 +128,15 @@ def test_domain_rows_without_a_live_identity_fail_referential_integrity(
     assert not outcome.passed
     assert outcome.failing_keys == ["cust-deleted", "cust-unknown"]
     assert outcome.counts["orphans_customer_id"] == 2
+
+    # Deleted after the last sync: the next sync removes the row, so it is not an orphan yet.
+    synced_before = deleted_at - timedelta(hours=1)
+    pending = quality.referential_integrity(lake, sales, synced_at=synced_before)
+    assert pending.failing_keys == ["cust-unknown"]
+    assert pending.counts == {"orphans_customer_id": 1, "awaiting_sync_customer_id": 1}
+    synced_after = deleted_at + timedelta(hours=1)
+    late = quality.referential_integrity(lake, sales, synced_at=synced_after)
+    assert late.failing_keys == ["cust-deleted", "cust-unknown"]
 
 
 def test_identity_lag_beyond_the_contract_fails_freshness(lake_stack: Stack) -> None:
