@@ -7,8 +7,10 @@ Each check reads a table (scans with pushdown, no copies in Python loops) and re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -18,6 +20,9 @@ from hubspoke.config import Settings
 from hubspoke.ingest import PROJECTION_APP
 from hubspoke.lake import Lake, LakeTable
 from lake_schema import Contract
+
+if TYPE_CHECKING:
+    from hubspoke.stack import Stack
 
 FIRST_KEYS = 20
 """How many failing keys an outcome carries: enough to start looking, small enough to show."""
@@ -238,6 +243,97 @@ def last_data_commit(table: LakeTable) -> datetime | None:
         if commit.get("operation") in _DATA_OPERATIONS:
             return datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
     return None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check the contract implies for its table, and how to evaluate it on a stack."""
+
+    name: str
+    description: str
+    blocking: bool
+    """Protects consumers: a failure should stop what is built downstream of the table."""
+    warn_only: bool
+    evaluate: Callable[[Stack, Contract, datetime | None], CheckOutcome]
+    """(stack, contract, when the table was last synced, if known) -> outcome."""
+
+
+def checks_for(contract: Contract) -> list[Check]:
+    """Every check `contract` implies for its table: structure always, then what it declares."""
+    consumers_read = contract.kind in ("identity", "extension")
+    checks = [
+        Check(
+            "conforms_to_contract",
+            f"The Delta schema is {contract.name} v{contract.version}'s, and values keep its"
+            " allowed values, minimums and lengths.",
+            consumers_read,
+            False,
+            lambda stack, c, _: schema_conformance(stack.lake.table(c)),
+        ),
+        Check(
+            "key_is_unique",
+            f"No two rows share {', '.join(contract.key_fields)}.",
+            consumers_read,
+            False,
+            lambda stack, c, _: key_uniqueness(stack.lake.table(c)),
+        ),
+        Check(
+            "required_fields_filled",
+            "Every field the contract declares non-nullable holds a value.",
+            consumers_read,
+            False,
+            lambda stack, c, _: required_fields(stack.lake.table(c)),
+        ),
+    ]
+    references = [f"{f.name} -> {f.references}" for f in contract.fields if f.references]
+    if references:
+        checks.append(
+            Check(
+                "references_live_rows",
+                f"Every row names a live row where it refers ({'; '.join(references)}); rows"
+                " whose identity was deleted after the last sync wait for the next one.",
+                consumers_read,
+                False,
+                lambda stack, c, synced: referential_integrity(
+                    stack.lake, stack.lake.table(c), synced_at=synced
+                ),
+            )
+        )
+    if contract.freshness is not None:
+        # A warning: rebuilding downstream tables cannot make this one fresher.
+        checks.append(
+            Check(
+                "fresh",
+                f"The table is at most {contract.freshness.max_age} behind its source"
+                + (
+                    " (events waiting on the bus or logged but not merged)."
+                    if contract.kind == "identity"
+                    else ", counted on the owning spoke's clock."
+                ),
+                False,
+                True,
+                _freshness,
+            )
+        )
+    return checks
+
+
+def run_checks(stack: Stack) -> list[tuple[str, Check, CheckOutcome]]:
+    """Every check of every lake table, outside Dagster: (table, check, outcome) in order."""
+    results = []
+    for contract in stack.catalog.tables():
+        synced = last_data_commit(stack.lake.table(contract))
+        for check in checks_for(contract):
+            results.append((contract.table_name, check, check.evaluate(stack, contract, synced)))
+    return results
+
+
+def _freshness(stack: Stack, contract: Contract, synced_at: datetime | None) -> CheckOutcome:
+    if contract.kind == "identity":
+        return identity_freshness(stack.lake, contract, stack.identity_lag_s())
+    return domain_freshness(
+        stack.lake.table(contract), spoke_timezone(stack.settings, contract), synced_at=synced_at
+    )
 
 
 def spoke_timezone(settings: Settings, contract: Contract) -> ZoneInfo:
