@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubspoke import quality
 from hubspoke.ingest import PROJECTION_APP
 from hubspoke.lake import LakeTable
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
+from lake_schema import load_catalog
 
 
 @pytest.fixture
@@ -178,8 +184,6 @@ def test_a_domain_synced_more_than_26_hours_ago_fails_freshness(lake_stack: Stac
 
 
 def test_domain_freshness_counts_on_the_spokes_wall_clock_across_daylight_saving() -> None:
-    from lake_schema import load_catalog
-
     table = LakeTable(load_catalog().get("customer_sales_domain"), Path("unused"))
     berlin = ZoneInfo("Europe/Berlin")
     synced = datetime(2026, 10, 24, 2, 0, tzinfo=berlin)  # the night before clocks go back
@@ -195,3 +199,33 @@ def test_freshness_of_a_domain_never_synced_fails(stack: Stack) -> None:
     sales = stack.lake.table("customer_sales_domain")
     outcome = quality.domain_freshness(sales, ZoneInfo("UTC"))
     assert not outcome.passed and outcome.summary == "never synced"
+
+
+@settings(max_examples=15, deadline=None)
+@given(keys=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40))
+def test_uniqueness_reports_exactly_the_duplicated_keys_in_any_write_order(
+    keys: list[int],
+) -> None:
+    contract = load_catalog().get("customer_sales_domain")
+    with tempfile.TemporaryDirectory() as folder:
+        table = LakeTable(contract, Path(folder) / "sales")
+        table.create_if_missing()
+        rows = [
+            {
+                "customer_id": f"c{k:02d}",
+                "account_value": Decimal(1),
+                "sales_rep": None,
+                "credit_limit": Decimal(1),
+                "updated_at": datetime(2026, 1, 1, tzinfo=UTC),
+            }
+            for k in keys
+        ]
+        for start in range(0, len(rows), 7):  # several commits: duplicates across files too
+            table.append(contract.to_arrow(rows[start : start + 7]))
+
+        outcome = quality.key_uniqueness(table)
+
+    duplicated = sorted(f"c{k:02d}" for k, n in Counter(keys).items() if n > 1)
+    assert outcome.passed == (not duplicated)
+    assert outcome.failing_keys == duplicated
+    assert outcome.counts == {"duplicated_keys": len(duplicated), "rows": len(keys)}
