@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,8 +176,6 @@ def test_retention_expires_old_payloads_and_keeps_everything_else(
 def test_expired_payloads_leave_every_file_once_the_history_window_passed(
     tmp_path: Path,
 ) -> None:
-    import pyarrow.parquet as pq
-
     table = _table(tmp_path, "identity_events", history=timedelta(0))
     table.append(_log_rows([101, 121, 3]))
     expiry = catalog.get("identity_events").retention.expire
@@ -187,3 +190,44 @@ def test_expired_payloads_leave_every_file_once_the_history_window_passed(
         for value in pq.read_table(path, columns=["data"])["data"].to_pylist()
     ]
     assert sorted(payloads) == ["null", "null", '{"name": "Person 2"}']
+
+
+_MAINTAIN_FOREVER = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from hubspoke.lake import LakeTable
+from lake_schema import load_catalog
+from lake_schema.contract import Retention
+contract = load_catalog().get("customer_sales_domain")
+contract = contract.model_copy(update={"retention": Retention(history=timedelta(0))})
+table = LakeTable(contract, Path(sys.argv[1]))
+print("ready", flush=True)
+while True:
+    table.maintain()
+"""
+
+
+def test_maintenance_killed_at_any_point_leaves_the_table_readable_and_whole(
+    tmp_path: Path,
+) -> None:
+    table = _table(tmp_path, "customer_sales_domain")
+    rng = random.Random(5)
+    for kill in range(3):
+        for batch in range(8):  # fresh small files, so each pass compacts and vacuums again
+            table.append(_sales_rows(kill * 1000 + batch * 10, 10))
+        expected = _sorted(table)
+        worker = subprocess.Popen(
+            [sys.executable, "-c", _MAINTAIN_FOREVER, str(table.path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.4))
+        worker.kill()  # SIGKILL: mid-compaction, mid-checkpoint or mid-vacuum
+        worker.wait()
+
+        assert _sorted(table) == expected
+    table.maintain()
+    assert table.file_stats().active_files == 1
+    assert len(_sorted(table)) == 240
