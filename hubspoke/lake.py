@@ -255,6 +255,10 @@ class LakeTable:
         """Commit history, newest first."""
         return self.delta().history(limit)
 
+    def stored_schema(self) -> pa.Schema:
+        """The schema the Delta log holds (what readers see), which may differ from the contract."""
+        return pa.schema(self.delta().schema().to_arrow())
+
     def file_stats(self) -> FileStats:
         """Files and bytes the current version reads, and what the folder stores."""
         actions = pa.table(self.delta().get_add_actions(flatten=True))

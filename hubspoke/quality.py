@@ -44,7 +44,7 @@ class CheckOutcome:
 def schema_conformance(table: LakeTable) -> CheckOutcome:
     """The Delta schema is the contract's, and every value keeps the contract's constraints."""
     contract = table.contract
-    actual = pa.schema(table.delta().schema().to_arrow())
+    actual = table.stored_schema()
     expected = contract.arrow_schema()
     problems = [f"missing column {n!r}" for n in expected.names if n not in actual.names]
     problems += [
