@@ -20,6 +20,7 @@ from hubspoke.config import Settings
 from hubspoke.ingest import PROJECTION_APP
 from hubspoke.lake import Lake, LakeTable
 from lake_schema import Contract
+from lake_schema.contract import format_duration
 
 if TYPE_CHECKING:
     from hubspoke.stack import Stack
@@ -304,7 +305,7 @@ def checks_for(contract: Contract) -> list[Check]:
         checks.append(
             Check(
                 "fresh",
-                f"The table is at most {contract.freshness.max_age} behind its source"
+                f"The table is at most {format_duration(contract.freshness.max_age)} behind its source"
                 + (
                     " (events waiting on the bus or logged but not merged)."
                     if contract.kind == "identity"

@@ -60,6 +60,15 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
+def format_duration(span: timedelta) -> str:
+    """A duration in the largest whole unit: `26 hours`, `90 days`, `5 minutes`."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
 class Expiry(BaseModel):
     """Fields whose values a table keeps only for a while (payloads), and what replaces them."""
 

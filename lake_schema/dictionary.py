@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 from lake_schema.catalog import Catalog, load_catalog
-from lake_schema.contract import Contract, Field
+from lake_schema.contract import Contract, Field, format_duration
 
 DICTIONARY = Path(__file__).resolve().parent.parent / "docs" / "data_dictionary.md"
 _KINDS = {
@@ -60,7 +59,7 @@ def _table_section(c: Contract) -> list[str]:
         f"steward {c.steward}" if c.steward else None,
         f"key `{key}`",
         f"freshness {_freshness(c)}" if c.freshness else None,
-        f"history kept {_span(c.retention.history)}" if c.kind != "event" else None,
+        f"history kept {format_duration(c.retention.history)}" if c.kind != "event" else None,
         f"payload retention: {_expiry(c)}" if c.retention.expire else None,
         f"files clustered by `{', '.join(c.z_order)}`" if c.z_order else None,
     ]
@@ -93,22 +92,14 @@ def _field_row(f: Field) -> str:
 
 
 def _freshness(c: Contract) -> str:
-    return _span(c.freshness.max_age) if c.freshness else "-"
+    return format_duration(c.freshness.max_age) if c.freshness else "-"
 
 
 def _expiry(c: Contract) -> str:
     e = c.retention.expire
     if e is None:
         return "-"
-    return f"{', '.join(e.set)} after {_span(e.after)} (by {e.by})"
-
-
-def _span(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} seconds"
+    return f"{', '.join(e.set)} after {format_duration(e.after)} (by {e.by})"
 
 
 def main(argv: list[str] | None = None) -> int:

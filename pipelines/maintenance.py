@@ -11,6 +11,7 @@ import dagster as dg
 from hubspoke.config import Settings
 from hubspoke.lake import FileStats, MaintenanceReport
 from lake_schema import Contract, load_catalog
+from lake_schema.contract import format_duration
 from pipelines.jobs import WRITER_TAG
 from pipelines.pools import writer_pool
 from pipelines.resources import HubspokeResource
@@ -51,7 +52,8 @@ def build_maintenance_op(contract: Contract) -> dg.OpDefinition:
         description=(
             f"Compact {contract.table_name}"
             + (f" Z-ordered by {', '.join(contract.z_order)}" if contract.z_order else "")
-            + f", checkpoint, vacuum files removed more than {contract.retention.history} ago."
+            + ", checkpoint, vacuum files removed more than"
+            + f" {format_duration(contract.retention.history)} ago."
         ),
         pool=writer_pool(contract),
     )
@@ -80,7 +82,7 @@ def build_retention_op(contract: Contract) -> dg.OpDefinition:
         name=f"expire_{contract.table_name}",
         description=(
             f"Replace {', '.join(expiry.set)} of {contract.table_name} rows whose {expiry.by} is"
-            f" more than {expiry.after.days} days ago; keys and the rest of each row stay."
+            f" more than {format_duration(expiry.after)} ago; keys and the rest of each row stay."
         ),
         pool=writer_pool(contract),
     )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from hubspoke.lake import LakeTable
 from lake_schema import Contract
+from lake_schema.contract import format_duration
 
 FIRST_KEYS = 20
 """How many offending keys a check shows; enough to start looking, small enough for the UI."""
@@ -50,10 +51,10 @@ def governance(contract: Contract) -> dict[str, dg.MetadataValue]:
     retention = contract.retention
     shown = {
         "steward": contract.steward,
-        "freshness": str(contract.freshness.max_age) if contract.freshness else None,
-        "retention_history": str(retention.history),
+        "freshness": format_duration(contract.freshness.max_age) if contract.freshness else None,
+        "retention_history": format_duration(retention.history),
         "retention_expires": (
-            f"{', '.join(retention.expire.set)} after {retention.expire.after.days} days"
+            f"{', '.join(retention.expire.set)} after {format_duration(retention.expire.after)}"
             f" (by {retention.expire.by})"
             if retention.expire
             else None

@@ -98,3 +98,22 @@ def test_postgres_instance_config_is_the_default_one_plus_storage() -> None:
     storage = postgres.pop("storage")
     assert postgres == default
     assert storage == {"postgres": {"postgres_url": {"env": "HUBSPOKE_DAGSTER_PG_URL"}}}
+
+
+def test_every_lake_table_is_an_asset_with_owner_steward_tags_and_retention() -> None:
+    graph = defs.get_repository_def().asset_graph
+    for contract in catalog.tables():
+        node = graph.get(dg.AssetKey(contract.table_name))
+        assert node.owners[:2] == [f"team:{contract.owner}", contract.steward]
+        assert node.tags["domain"] == contract.owner
+        assert node.tags["table_kind"] == contract.kind
+        has_pii = any(f.privacy == "pii" for f in contract.fields)
+        assert node.tags["privacy"] == ("pii" if has_pii else "no-pii")
+        assert node.metadata["retention_history"].value == "7 days"
+        schema = node.metadata["dagster/column_schema"].schema
+        assert [c.name for c in schema.columns] == contract.field_names
+    log = graph.get(dg.AssetKey("identity_events")).metadata
+    assert log["retention_expires"].value == "data after 90 days (by received_at)"
+    sales = graph.get(dg.AssetKey("customer_sales_domain")).metadata
+    assert sales["freshness"].value == "26 hours"
+    assert sales["z_order"].value == "customer_id"
