@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,6 +26,7 @@ from hubspoke.config import ConfigError, Settings
 from hubspoke.erasure import ErasureRequest, UnknownSubject, erase
 from hubspoke.follow import Follower
 from hubspoke.ingest import BatchReport, UnknownDeadLetter
+from hubspoke.quality import run_checks
 from hubspoke.simulate import Simulator
 from hubspoke.stack import HomeNotFound, Stack
 from hubspoke.sync import SyncReport
@@ -297,6 +299,38 @@ def erase_customer(
         + f"; bus messages forgotten {certificate['bus_messages_forgotten']};"
         f" subject {certificate['subject_hash'][:16]}..."
     )
+_FAILED = {True: "[yellow]warn[/]", False: "[red]FAIL[/]"}
+
+
+@app.command()
+@_user_errors
+def check(
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Run every table's quality checks (the Dagster asset checks); exit 1 if an error check fails."""
+    with _stack(home) as stack:
+        results = run_checks(stack)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {"table": t, "check": c.name, "warn_only": c.warn_only, **asdict(o)}
+                    for t, c, o in results
+                ]
+            )
+        )
+    else:
+        table = Table(title="lake checks")
+        for col in ("table", "check", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for name, c, o in results:
+            verdict = "[green]pass[/]" if o.passed else _FAILED[c.warn_only]
+            keys = f"; first keys: {', '.join(o.failing_keys[:3])}" if o.failing_keys else ""
+            table.add_row(name, c.name, verdict, o.summary + keys)
+        console.print(table)
+    if any(not o.passed and not c.warn_only for _, c, o in results):
+        raise typer.Exit(1)
 
 
 dead_letters = typer.Typer(help="Messages the hub refused, with the reason; replay after a fix.")

@@ -15,6 +15,7 @@ StackKind = Literal["embedded", "local"]
 (sales on PostgreSQL, support on MariaDB, billing on SQLite, RabbitMQ as the bus)."""
 
 _STACK_FILE = "stack.json"
+DAGSTER_PG_SCHEME = "postgresql+psycopg2://"
 
 
 class ConfigError(ValueError):
@@ -61,6 +62,9 @@ class Settings:
     def keys_file(self) -> Path:
         """Where the API's keys are read from."""
         return self.api_keys_file or self.home / "api_keys.json"
+    dagster_pg_url: str | None = None
+    """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
+    DAGSTER_HOME=deploy/postgres (read there by dagster.yaml); unset, Dagster stores in SQLite."""
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -76,6 +80,15 @@ class Settings:
             ) from None
         if not 1 <= self.api_workers <= 64:
             raise ConfigError(f"HUBSPOKE_API_WORKERS={self.api_workers} must be between 1 and 64")
+        if self.dagster_pg_url is not None and not self.dagster_pg_url.startswith(
+            DAGSTER_PG_SCHEME
+        ):
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, on which dagster-postgres's
+            # NOTIFY with a bound parameter fails; its own driver is psycopg2.
+            raise ConfigError(
+                f"HUBSPOKE_DAGSTER_PG_URL={self.dagster_pg_url!r} must be a PostgreSQL URL for"
+                f" psycopg2, such as {DAGSTER_PG_SCHEME}postgres@127.0.0.1:5432/dagster"
+            )
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
@@ -129,6 +142,7 @@ class Settings:
                 if r.strip()
             ),
             api_workers=_whole("HUBSPOKE_API_WORKERS", env.get("HUBSPOKE_API_WORKERS", "1")),
+            dagster_pg_url=env.get("HUBSPOKE_DAGSTER_PG_URL") or None,
         )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,8 +18,12 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError
 
 from lake_schema import Catalog, Contract
+from lake_schema.contract import Expiry
 
 _WRITER = WriterProperties(compression="ZSTD")
+_CLUSTERED_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=16_384)
+"""Z-ordered files in small row groups: each group then spans a narrow key range, and a point
+read opens one of them (measured: 1M-row groups 272 ms, 16k-row groups 12 ms per lookup)."""
 _COMMIT_RETRIES = 8
 T = TypeVar("T")
 
@@ -36,6 +41,31 @@ class Progress:
             app_transactions=[Transaction(self.app_id, self.position)],
             custom_metadata=dict(metadata or {}),
         )
+
+
+@dataclass(frozen=True)
+class FileStats:
+    """How a table is laid out: the files its current version reads, and what the folder holds."""
+
+    active_files: int
+    active_bytes: int
+    stored_files: int
+    """Data files in the folder, including removed ones vacuum has not deleted yet."""
+    stored_bytes: int
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What one maintenance pass did to one table."""
+
+    table: str
+    before: FileStats
+    after: FileStats
+    files_compacted: int
+    files_written: int
+    files_vacuumed: int
+    z_order: tuple[str, ...]
+    version: int
 
 
 class LakeTable:
@@ -278,6 +308,114 @@ class LakeTable:
         """Commit history, newest first."""
         return self.delta().history(limit)
 
+    def stored_schema(self) -> pa.Schema:
+        """The schema the Delta log holds (what readers see), which may differ from the contract."""
+        return pa.schema(self.delta().schema().to_arrow())
+
+    def file_stats(self) -> FileStats:
+        """Files and bytes the current version reads, and what the folder stores."""
+        actions = pa.table(self.delta().get_add_actions(flatten=True))
+        stored = [
+            p.stat().st_size for p in self.path.rglob("*.parquet") if "_delta_log" not in p.parts
+        ]
+        return FileStats(
+            active_files=actions.num_rows,
+            active_bytes=sum(actions["size_bytes"].to_pylist()),
+            stored_files=len(stored),
+            stored_bytes=sum(stored),
+        )
+
+    def maintain(self) -> MaintenanceReport:
+        """Compact small files (Z-ordered where the contract says), checkpoint, then vacuum.
+
+        Vacuum deletes removed files older than the contract's `retention.history`, so time
+        travel and slow readers keep working within that window. Reads see the same rows
+        before and after: compaction commits the same data in fewer files.
+        """
+        before = self.file_stats()
+        z_order = self.contract.z_order
+        metrics: dict[str, Any] = {"numFilesRemoved": 0, "numFilesAdded": 0}
+        # Z-order rewrites every file on each run; a table in one file has nothing to gain.
+        if before.active_files > 1:
+            props = CommitProperties(custom_metadata={"hubspoke": "maintenance"})
+            metrics = self._with_retries(
+                lambda dt: (
+                    dt.optimize.z_order(
+                        z_order, writer_properties=_CLUSTERED_WRITER, commit_properties=props
+                    )
+                    if z_order
+                    else dt.optimize.compact(writer_properties=_WRITER, commit_properties=props)
+                )
+            )
+        dt = self.delta()
+        if _last_checkpoint(self.path) != dt.version():
+            dt.create_checkpoint()
+        dt.cleanup_metadata()  # log files older than the log retention, now covered by checkpoints
+        history = self.contract.retention.history
+        vacuumed = dt.vacuum(
+            retention_hours=int(history / timedelta(hours=1)),
+            dry_run=False,
+            # The contract decides the window, also when it is shorter than Delta's 7-day default.
+            enforce_retention_duration=False,
+        )
+        vacuumed += self._vacuum_change_data(history)
+        return MaintenanceReport(
+            table=self.name,
+            before=before,
+            after=self.file_stats(),
+            files_compacted=int(metrics["numFilesRemoved"]),
+            files_written=int(metrics["numFilesAdded"]),
+            files_vacuumed=len(vacuumed),
+            z_order=z_order,
+            version=self.version(),
+        )
+
+    def _vacuum_change_data(self, history: timedelta) -> list[str]:
+        # delta-rs's vacuum skips folders starting with "_", so change-data files (the before
+        # images of every merge and update, payloads included) would stay forever. They only
+        # serve change-feed reads of their own commit: past the history window, like vacuumed
+        # data files, they go.
+        cutoff = time.time() - history.total_seconds()
+        gone = []
+        for path in (self.path / "_change_data").glob("*.parquet"):
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                gone.append(str(path.relative_to(self.path)))
+        return gone
+
+    def expire(self, expiry: Expiry, now: datetime) -> int:
+        """Replace the expiring fields of rows older than `expiry.after`; returns how many rows.
+
+        Keys and every other field stay. A table with nothing to expire gets no new version.
+        """
+        cutoff = now - expiry.after
+        pending = pl.lit(False)
+        for name, value in expiry.set.items():
+            column = pl.col(name)
+            pending = pending | (column.is_not_null() if value is None else column != value)
+        old = (pl.col(expiry.by) < cutoff) & pending
+        count = self.scan().filter(old).select(pl.len()).collect().item()
+        if count == 0:
+            return 0
+        not_expired = " OR ".join(
+            f"{name} IS NOT NULL" if value is None else f"{name} <> {_sql_literal(value)}"
+            for name, value in expiry.set.items()
+        )
+        metrics = self._with_retries(
+            lambda dt: dt.update(
+                updates={
+                    name: "NULL" if value is None else _sql_literal(value)
+                    for name, value in expiry.set.items()
+                },
+                predicate=f"{expiry.by} < '{cutoff.isoformat()}' AND ({not_expired})",
+                writer_properties=_WRITER,
+                commit_properties=CommitProperties(
+                    custom_metadata={"hubspoke": "retention", "expired_before": cutoff.isoformat()}
+                ),
+            )
+        )
+        return int(metrics.get("num_updated_rows", 0))
+
     def _conform(self, rows: pa.Table) -> pa.Table:
         schema = self.contract.arrow_schema()
         missing = set(schema.names) - set(rows.column_names)
@@ -301,6 +439,16 @@ def sql_in(column: str, values: Sequence[str]) -> str:
     """A `column IN (...)` predicate for Delta deletes, the values quoted as string literals."""
     quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
     return f"{column} IN ({quoted})"
+
+
+def _last_checkpoint(path: Path) -> int | None:
+    # Delta's protocol names the newest checkpoint in _delta_log/_last_checkpoint.
+    marker = path / "_delta_log" / "_last_checkpoint"
+    return json.loads(marker.read_text())["version"] if marker.exists() else None
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _commit_properties(progress: Progress | None, metadata: Mapping[str, Any]) -> CommitProperties:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
@@ -48,6 +48,74 @@ class Privacy(StrEnum):
     PUBLIC = "public"
     INTERNAL = "internal"
     PII = "pii"
+
+
+_DURATION = re.compile(r"^(\d+)\s*(m|h|d)$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A contract duration such as `15m`, `26h` or `90d` as a timedelta."""
+    match = _DURATION.match(str(text).strip())
+    if match is None:
+        raise ValueError(
+            f"duration {text!r} must be a whole number followed by m, h or d (15m, 26h, 90d)"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def format_duration(span: timedelta) -> str:
+    """A duration in the largest whole unit: `26 hours`, `90 days`, `5 minutes`."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
+class Expiry(BaseModel):
+    """Fields whose values a table keeps only for a while (payloads), and what replaces them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: timedelta
+    by: str
+    """The timestamp field a row's age is measured from."""
+    set: dict[str, str | None]
+    """Field -> value it holds once expired (null only for nullable fields)."""
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return value if isinstance(value, timedelta) else parse_duration(str(value))
+
+
+class Retention(BaseModel):
+    """How long a table keeps old file versions (time travel) and expiring payloads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history: timedelta = timedelta(days=7)
+    """Removed files stay this long for time travel and slow readers, then vacuum deletes them."""
+    expire: Expiry | None = None
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return value if isinstance(value, timedelta) else parse_duration(str(value))
+
+
+class Freshness(BaseModel):
+    """How old a table's content may get before consumers should not trust it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age: timedelta
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return value if isinstance(value, timedelta) else parse_duration(str(value))
 
 
 class Field(BaseModel):
@@ -169,8 +237,27 @@ class Contract(BaseModel):
     entity: str | None = None
     extension_name: str | None = None
     steward: str | None = None
+    """Contact of the people who answer questions about the data (an e-mail address)."""
     erasure: Erasure | None = None
     """How a right-to-erasure request removes a person from this table; None: holds none."""
+    retention: Retention = Retention()
+    freshness: Freshness | None = None
+    z_order: tuple[str, ...] = ()
+    """Columns maintenance clusters the files by, so point reads skip most files."""
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_is_a_name(cls, owner: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", owner):
+            raise ValueError(f"owner {owner!r} must be a domain name in snake_case, like sales")
+        return owner
+
+    @field_validator("steward")
+    @classmethod
+    def _steward_is_an_address(cls, steward: str | None) -> str | None:
+        if steward is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", steward):
+            raise ValueError(f"steward {steward!r} must be an e-mail address")
+        return steward
 
     @model_validator(mode="after")
     def _consistent(self) -> Contract:
@@ -188,6 +275,11 @@ class Contract(BaseModel):
             self._check_erasure(self.erasure, names)
         if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
             raise ValueError(f"{self.name}: version {self.version!r} must be MAJOR.MINOR.PATCH")
+        for column in self.z_order:
+            if column not in names:
+                raise ValueError(f"{self.name}: z_order column {column!r} is not a field: {names}")
+        if self.retention.expire is not None:
+            self._check_expiry(self.retention.expire, names)
         return self
 
     def _check_erasure(self, erasure: Erasure, names: list[str]) -> None:
@@ -209,6 +301,24 @@ class Contract(BaseModel):
                 raise ValueError(f"{self.name}: erasure redacts {name!r} to null; it is required")
             if value is not None and f.type not in ("string", "object"):
                 raise ValueError(f"{self.name}: erasure replaces {name!r} ({f.type}) with text")
+    def _check_expiry(self, expire: Expiry, names: list[str]) -> None:
+        by = {f.name: f for f in self.fields}.get(expire.by)
+        if by is None or by.type != "timestamp":
+            raise ValueError(
+                f"{self.name}: retention.expire.by {expire.by!r} must be a timestamp field"
+            )
+        if not expire.set:
+            raise ValueError(f"{self.name}: retention.expire.set names no field to expire")
+        for name, value in expire.set.items():
+            if name not in names:
+                raise ValueError(f"{self.name}: retention.expire.set: {name!r} is not a field")
+            if name in self.key_fields or name == expire.by:
+                raise ValueError(
+                    f"{self.name}: retention.expire.set: {name!r} is a key or the age field;"
+                    " only payload fields expire"
+                )
+            if problem := self.field(name).problems(value):
+                raise ValueError(f"{self.name}: retention.expire.set: {problem}")
 
     @cached_property
     def table_name(self) -> str:

@@ -3,19 +3,32 @@
 import dagster as dg
 
 from hubspoke.config import Settings
-from pipelines.assets import DOMAIN_ASSETS, ingest_identity_events
+from pipelines.assets import DOMAIN_ASSETS, SIDE_TABLE_SPECS, ingest_identity_events
 from pipelines.checks import CONVERGENCE_CHECKS, RECONCILIATION_CHECKS
 from pipelines.erasure import erasure_job
 from pipelines.jobs import domain_sync_job, identity_ingestion_job
+from pipelines.maintenance import build_upkeep_schedules, lake_maintenance_job, retention_job
+from pipelines.quality import QUALITY_CHECKS, hourly_lake_checks, lake_checks_job
 from pipelines.resources import HubspokeResource
 from pipelines.schedules import build_nightly_domain_sync
 from pipelines.sensors import identity_events_sensor
 
 defs = dg.Definitions(
-    assets=[ingest_identity_events, *DOMAIN_ASSETS],
-    asset_checks=[*CONVERGENCE_CHECKS, *RECONCILIATION_CHECKS],
-    jobs=[identity_ingestion_job, domain_sync_job, erasure_job],
+    assets=[ingest_identity_events, *DOMAIN_ASSETS, *SIDE_TABLE_SPECS],
+    asset_checks=[*CONVERGENCE_CHECKS, *RECONCILIATION_CHECKS, *QUALITY_CHECKS],
+    jobs=[
+        identity_ingestion_job,
+        domain_sync_job,
+        lake_checks_job,
+        lake_maintenance_job,
+        retention_job,
+        erasure_job,
+    ],
     sensors=[identity_events_sensor],
-    schedules=[build_nightly_domain_sync(Settings.from_env())],
+    schedules=[
+        build_nightly_domain_sync(Settings.from_env()),
+        hourly_lake_checks,
+        *build_upkeep_schedules(Settings.from_env()),
+    ],
     resources={"hubspoke": HubspokeResource()},
 )

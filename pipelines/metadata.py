@@ -6,6 +6,7 @@ import dagster as dg
 
 from hubspoke.lake import LakeTable
 from lake_schema import Contract
+from lake_schema.contract import format_duration
 
 FIRST_KEYS = 20
 """How many offending keys a check shows; enough to start looking, small enough for the UI."""
@@ -41,6 +42,34 @@ def definition_metadata(contract: Contract) -> dict[str, dg.MetadataValue]:
         "dagster/table_name": dg.MetadataValue.text(contract.table_name),
         "contract": dg.MetadataValue.text(contract.name),
         "contract_version": dg.MetadataValue.text(contract.version),
+        **governance(contract),
+    }
+
+
+def governance(contract: Contract) -> dict[str, dg.MetadataValue]:
+    """Who answers for a table and how long it keeps what: steward, freshness, retention."""
+    retention = contract.retention
+    shown = {
+        "steward": contract.steward,
+        "freshness": format_duration(contract.freshness.max_age) if contract.freshness else None,
+        "retention_history": format_duration(retention.history),
+        "retention_expires": (
+            f"{', '.join(retention.expire.set)} after {format_duration(retention.expire.after)}"
+            f" (by {retention.expire.by})"
+            if retention.expire
+            else None
+        ),
+        "z_order": ", ".join(contract.z_order) or None,
+    }
+    return {k: dg.MetadataValue.text(v) for k, v in shown.items() if v is not None}
+
+
+def asset_tags(contract: Contract) -> dict[str, str]:
+    """Tags the catalog filters on: owning domain, kind of table, whether it holds PII."""
+    return {
+        "domain": contract.owner,
+        "table_kind": contract.kind,
+        "privacy": "pii" if any(f.privacy == "pii" for f in contract.fields) else "no-pii",
     }
 
 

@@ -5,7 +5,8 @@ import dagster as dg
 from hubspoke.stack import Stack
 from hubspoke.sync import sync_domain
 from lake_schema import Contract, load_catalog
-from pipelines.metadata import definition_metadata, owners, table_state
+from pipelines.metadata import asset_tags, definition_metadata, owners, table_state
+from pipelines.pools import writer_pool
 from pipelines.resources import HubspokeResource
 from spokes import Spoke
 
@@ -36,7 +37,8 @@ def build_domain_asset(contract: Contract) -> dg.AssetsDefinition:
         kinds={"delta", "sqlite"},
         deps=[identity.table_name],
         metadata=definition_metadata(contract),
-        pool=contract.table_name,  # one sync per table at a time: its watermark has one writer
+        tags=asset_tags(contract),
+        pool=writer_pool(contract),  # one sync per table at a time: its watermark has one writer
     )
     def sync(context: dg.AssetExecutionContext, hubspoke: HubspokeResource) -> dg.MaterializeResult:
         """Merge what changed in the domain's spoke since the last watermark into the lake."""

@@ -6,7 +6,8 @@ import dagster as dg
 
 from hubspoke.ingest import BatchReport
 from lake_schema import Contract, load_catalog
-from pipelines.metadata import definition_metadata, owners, table_state
+from pipelines.metadata import asset_tags, definition_metadata, owners, table_state
+from pipelines.pools import HUB_POOL
 from pipelines.resources import HubspokeResource
 
 _catalog = load_catalog()
@@ -23,6 +24,7 @@ def _spec(contract: Contract) -> dg.AssetSpec:
         owners=owners(contract),
         kinds={"delta"},
         metadata=definition_metadata(contract),
+        tags=asset_tags(contract),
         skippable=False,
     )
 
@@ -34,7 +36,7 @@ IDENTITY_SPECS = [_spec(EVENT_LOG), *(_spec(c) for c in IDENTITIES)]
 @dg.multi_asset(
     name="ingest_identity_events",
     specs=IDENTITY_SPECS,
-    pool="hub",  # one hub writer at a time, also for runs launched by hand from the UI
+    pool=HUB_POOL,  # one hub writer at a time, also for runs launched by hand from the UI
 )
 def ingest_identity_events(
     context: dg.AssetExecutionContext, hubspoke: HubspokeResource

@@ -31,7 +31,7 @@ def test_every_lake_writer_has_a_pool() -> None:
     graph = defs.get_repository_def().asset_graph
     pools = {
         key.to_user_string(): graph.get(key).assets_def.node_def.pools
-        for key in graph.get_all_asset_keys()
+        for key in graph.materializable_asset_keys
     }
     assert pools["customer_identity"] == pools["identity_events"] == {"hub"}
     assert pools["customer_sales_domain"] == {"customer_sales_domain"}
