@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import time
 from pathlib import Path
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +46,15 @@ class Settings:
     """HUBSPOKE_POSTGRES_URL: server of the sales spoke (its database is created per home)."""
     mariadb_url: str = "mysql://root@127.0.0.1:3306/test"
     """HUBSPOKE_MARIADB_URL: server of the support spoke (its database is created per home)."""
+    sync_overlap_min: int = 15
+    """HUBSPOKE_SYNC_OVERLAP_MIN: each sync re-reads the changes of this many minutes before its
+    watermark, so a row committed late with an earlier timestamp is not missed."""
+    sync_batch_rows: int = 50_000
+    """HUBSPOKE_SYNC_BATCH_ROWS: rows per Arrow batch read from a spoke (bounds memory)."""
+    sync_windows: dict[str, str] = field(default_factory=dict, hash=False)
+    """HUBSPOKE_SYNC_WINDOWS: per spoke, the local time and IANA zone of its nightly sync, e.g.
+    "sales=02:00@America/New_York,support=03:30@Europe/Berlin"; others run at 02:00 in
+    HUBSPOKE_SCHEDULE_TZ."""
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -58,10 +68,33 @@ class Settings:
                 f"HUBSPOKE_SCHEDULE_TZ={self.schedule_timezone!r} is not an IANA time zone"
                 " (for example UTC or Europe/Berlin)"
             ) from None
+        if not 0 <= self.sync_overlap_min <= 10_080:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_OVERLAP_MIN={self.sync_overlap_min} must be 0 to 10080 minutes"
+            )
+        if not 1_000 <= self.sync_batch_rows <= 1_000_000:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_BATCH_ROWS={self.sync_batch_rows} must be between 1000 and 1000000"
+            )
+        for spoke in self.sync_windows:
+            self.sync_window(spoke)
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
             )
+
+    def sync_window(self, spoke: str) -> tuple[time, ZoneInfo]:
+        """The local time of day and time zone of `spoke`'s nightly sync."""
+        raw = self.sync_windows.get(spoke, f"02:00@{self.schedule_timezone}")
+        at, _, zone = raw.partition("@")
+        try:
+            local = time.fromisoformat(at.strip())
+            return local, ZoneInfo(zone.strip())
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_WINDOWS: {spoke}={raw!r} must be HH:MM@Area/City"
+                " (for example sales=02:00@America/New_York)"
+            ) from None
 
     @property
     def namespace(self) -> str:
@@ -103,6 +136,9 @@ class Settings:
             rabbitmq_url=env.get("HUBSPOKE_RABBITMQ_URL", defaults.rabbitmq_url),
             postgres_url=env.get("HUBSPOKE_POSTGRES_URL", defaults.postgres_url),
             mariadb_url=env.get("HUBSPOKE_MARIADB_URL", defaults.mariadb_url),
+            sync_overlap_min=_whole("HUBSPOKE_SYNC_OVERLAP_MIN", "15"),
+            sync_batch_rows=_whole("HUBSPOKE_SYNC_BATCH_ROWS", "50000"),
+            sync_windows=_windows(env.get("HUBSPOKE_SYNC_WINDOWS", "")),
         )
 
 
@@ -114,3 +150,23 @@ def _seconds(name: str, raw: str) -> float:
     if not 0 <= value <= 86_400:
         raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 to 86400")
     return value
+
+
+def _whole(name: str, default: str) -> int:
+    raw = os.environ.get(name, default)
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}={raw!r} must be a whole number")
+    return int(raw)
+
+
+def _windows(raw: str) -> dict[str, str]:
+    windows: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        spoke, sep, window = item.partition("=")
+        if not sep or not spoke.strip() or "@" not in window:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_WINDOWS: {item!r} must be SPOKE=HH:MM@Area/City"
+                " (for example sales=02:00@America/New_York)"
+            )
+        windows[spoke.strip()] = window.strip()
+    return windows
