@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +122,22 @@ class LakeTable:
                 )
             )
         return list(change.added)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this table's writer lock (other processes on this machine wait for it).
+
+        Two merges that insert the same new key can both commit: delta-rs sees appends as
+        non-conflicting, so retrying on CommitFailedError alone could duplicate rows.
+        """
+        locks = self.path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / f"{self.name}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def count_fast(self) -> int:
         """Number of rows from the Delta log's file statistics (no data file is read)."""

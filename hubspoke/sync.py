@@ -88,8 +88,16 @@ def sync_domain(
     Changes are re-read from `overlap` before the watermark: a row committed late with an earlier
     timestamp is still found, and merging it again is a no-op (newer `updated_at` wins).
     Rows that break the contract or whose customer has no live identity go to
-    `sync_quarantine` first and are retried on every sync until they load.
+    `sync_quarantine` first and are retried on every sync until they load. Concurrent syncs of
+    one table (a backfill beside the nightly run) take turns, so the outcome is the serial one.
     """
+    with lake.table(contract).exclusive():
+        return _sync(lake, spoke, contract, overlap, batch_rows)
+
+
+def _sync(
+    lake: Lake, spoke: Spoke, contract: Contract, overlap: timedelta, batch_rows: int
+) -> SyncReport:
     table = lake.table(contract)
     quarantine = lake.table("sync_quarantine")
     key = contract.key_fields[0]

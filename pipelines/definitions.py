@@ -2,19 +2,18 @@
 
 import dagster as dg
 
-from hubspoke.config import Settings
 from pipelines.assets import DOMAIN_ASSETS, ingest_identity_events
 from pipelines.checks import CONVERGENCE_CHECKS, RECONCILIATION_CHECKS
-from pipelines.jobs import domain_sync_job, identity_ingestion_job
+from pipelines.jobs import DOMAIN_SYNC_JOBS, identity_ingestion_job
 from pipelines.resources import HubspokeResource
-from pipelines.schedules import build_nightly_domain_sync
+from pipelines.schedules import build_nightly_syncs
 from pipelines.sensors import identity_events_sensor
 
 defs = dg.Definitions(
     assets=[ingest_identity_events, *DOMAIN_ASSETS],
     asset_checks=[*CONVERGENCE_CHECKS, *RECONCILIATION_CHECKS],
-    jobs=[identity_ingestion_job, domain_sync_job],
+    jobs=[identity_ingestion_job, *DOMAIN_SYNC_JOBS],
     sensors=[identity_events_sensor],
-    schedules=[build_nightly_domain_sync(Settings.from_env())],
+    schedules=build_nightly_syncs(),
     resources={"hubspoke": HubspokeResource()},
 )
