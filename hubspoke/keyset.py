@@ -15,18 +15,20 @@ from concurrent.futures import Future
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from spokes import Spoke
 
-ROWS_PER_BUCKET = 64
+ROWS_PER_BUCKET = 256
 """Target bucket size: a differing bucket costs about this many keys fetched from each side."""
+MAX_WIDTH = 3
+"""At most 16**3 = 4096 buckets (hex keys): a spoke counts more groups markedly slower, while
+fetching the keys of a differing bucket is an index range scan whatever its size."""
 
 
 def bucket_width(rows: int) -> int:
     """Key-prefix length that gives about ROWS_PER_BUCKET keys a bucket (hex-like keys)."""
     width = 1
-    while 16**width * ROWS_PER_BUCKET < rows and width < 8:
+    while 16**width * ROWS_PER_BUCKET < rows and width < MAX_WIDTH:
         width += 1
     return width
 
@@ -34,7 +36,7 @@ def bucket_width(rows: int) -> int:
 def lake_deletes(
     spoke: Spoke,
     spoke_buckets: Future[pa.Table],
-    lake_keys: ds.Dataset,
+    lake_keys: pa.Table,
     key: str,
     width: int,
     incoming: pa.Array,
@@ -44,7 +46,7 @@ def lake_deletes(
 
     Args:
         spoke_buckets: the spoke's `key_buckets(width)`, computed concurrently.
-        lake_keys: the domain table's files (only `key` is read).
+        lake_keys: the domain table's key column.
         incoming: keys this sync will upsert or holds in quarantine (live at the spoke).
         going: keys this sync deletes anyway (soft-deleted at the spoke).
     """

@@ -152,9 +152,9 @@ def _sync(
                 if orphans.num_rows
                 else [good[key].combine_chunks(), held.combine_chunks()]
             )
-            deletes = lake_deletes(
-                spoke, spoke_buckets, table.dataset(), key, width, incoming, soft
-            )
+            keys = table.scan().select(key).collect().to_arrow()
+            deletes = lake_deletes(spoke, spoke_buckets, keys, key, width, incoming, soft)
+            del keys  # the merge below is the peak of memory: not with every key beside it
             report.hard_deleted = len(
                 pc.filter(deletes, pc.invert(pc.is_in(deletes, value_set=soft)))
             )
@@ -279,14 +279,15 @@ def _split_known(lake: Lake, contract: Contract, rows: pa.Table) -> tuple[pa.Tab
         return rows, rows
     identity = lake.catalog.identity(contract.entity or "customer")
     id_key, key = identity.key_fields[0], contract.key_fields[0]
-    con = duckdb.connect()
-    con.register("ids", lake.table(identity).dataset())
-    con.register("candidates", pa.table({"k": rows[key]}))
-    live = con.sql(
-        f'SELECT "{id_key}" AS k FROM ids WHERE "{id_key}" IN (SELECT k FROM candidates)'
-        " AND NOT deleted"
-    ).to_arrow_table()["k"]
-    known = pc.is_in(rows[key], value_set=pc.cast(live.combine_chunks(), pa.string()))
+    live = (
+        lake.table(identity)
+        .scan()
+        .filter(pl.col(id_key).is_in(pl.Series(rows[key]).implode()) & ~pl.col("deleted"))
+        .select(id_key)
+        .collect()
+        .to_series()
+    )
+    known = pc.is_in(rows[key], value_set=pc.cast(live.to_arrow(), pa.string()))
     return rows.filter(known), rows.filter(pc.invert(known))
 
 

@@ -300,13 +300,21 @@ class Spoke(ABC):
         """Keys of live domain rows whose key starts with one of `buckets` (prefixes of `width`)."""
         s = self.schema
         out: list[pa.Array] = [pa.array([], pa.string())]
-        for chunk in _chunks(list(buckets), 2000):
+        # Where keys sort byte by byte, each bucket is a range of the primary-key index.
+        ranged = self.db.byte_ordered_text
+        for chunk in _chunks(list(buckets), 500):
+            if ranged:
+                where = " OR ".join([f"({s.domain_key} >= ? AND {s.domain_key} < ?)"] * len(chunk))
+                params = [v for b in chunk for v in (b, _next_prefix(b))]
+            else:
+                where = f"substr({s.domain_key}, 1, {int(width)}) IN ({','.join('?' * len(chunk))})"
+                params = chunk
             sql = (
-                f"SELECT {s.domain_key} AS k FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
-                f" AND substr({s.domain_key}, 1, {int(width)}) IN ({','.join('?' * len(chunk))})"
+                f"SELECT {s.domain_key} AS k FROM {s.domain_table}"
+                f" WHERE NOT ({s.domain_deleted}) AND ({where})"
             )
             out += [
-                pc.cast(b.column("k"), pa.string()) for b in stream_batches(self.db, sql, chunk)
+                pc.cast(b.column("k"), pa.string()) for b in stream_batches(self.db, sql, params)
             ]
         return pa.concat_arrays(out)
 
@@ -483,6 +491,11 @@ class Spoke(ABC):
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _next_prefix(prefix: str) -> str:
+    """The smallest string above every string starting with `prefix` (byte order)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def iso_stamp(value: datetime) -> str:
