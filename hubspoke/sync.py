@@ -144,13 +144,7 @@ def _sync(
             if not spoke_buckets.running() and not spoke_buckets.done():
                 spoke_buckets.set_result(spoke.key_buckets(width))
             incoming = pa.concat_arrays(
-                [
-                    good[key].combine_chunks(),
-                    pc.cast(orphans[key], pa.string()),
-                    held.combine_chunks(),
-                ]
-                if orphans.num_rows
-                else [good[key].combine_chunks(), held.combine_chunks()]
+                [pc.cast(c, pa.string()).combine_chunks() for c in (good[key], orphans[key], held)]
             )
             keys = table.scan().select(key).collect().to_arrow()
             deletes = lake_deletes(spoke, spoke_buckets, keys, key, width, incoming, soft)
