@@ -2,19 +2,20 @@
 in the buckets whose counts differ.
 
 The spoke counts its live keys per bucket in its own database (one GROUP BY, nothing shipped but
-the counts); the lake does the same over its key column in DuckDB, corrected for the changes the
-sync is about to merge. After the merge the lake holds every live spoke key (each insert reaches
-it through extraction or waits in quarantine), so a bucket whose counts agree holds the same keys
-on both sides, and only the keys of differing buckets are fetched and compared.
+the counts); the lake counts its key column in a streaming polars scan (no key is held in memory
+beyond a batch), corrected for the changes the sync is about to merge. After the merge the lake
+holds every live spoke key (each insert reaches it through extraction or waits in quarantine), so
+a bucket whose counts agree holds the same keys on both sides, and only the keys of differing
+buckets are fetched and compared. A key missing on one side and an extra key on the other in the
+same bucket would cancel out; the reconciliation check after the sync compares every key.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future
 
-import duckdb
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from spokes import Spoke
 
@@ -36,8 +37,7 @@ def bucket_width(rows: int) -> int:
 def lake_deletes(
     spoke: Spoke,
     spoke_buckets: Future[pa.Table],
-    lake_keys: pa.Table,
-    key: str,
+    lake_keys: pl.LazyFrame,
     width: int,
     incoming: pa.Array,
     going: pa.Array,
@@ -46,54 +46,49 @@ def lake_deletes(
 
     Args:
         spoke_buckets: the spoke's `key_buckets(width)`, computed concurrently.
-        lake_keys: the domain table's key column.
+        lake_keys: a scan of the domain table's key column, named `k`.
         incoming: keys this sync will upsert or holds in quarantine (live at the spoke).
         going: keys this sync deletes anyway (soft-deleted at the spoke).
     """
-    con = duckdb.connect()
-    con.register("lake", lake_keys)
-    con.register("incoming", pa.table({"k": pc.cast(incoming, pa.string())}))
-    con.register("going", pa.table({"k": pc.cast(going, pa.string())}))
-    lake_counts = con.sql(
-        f'SELECT substr("{key}", 1, {width}) AS bucket, count(*) AS n FROM lake GROUP BY 1'
-    ).to_arrow_table()
-    # The small sets are the hash tables; the lake's keys stream past them once.
-    known = con.sql(
-        f'SELECT "{key}" AS k FROM lake WHERE "{key}" IN (SELECT k FROM incoming UNION ALL'
-        " SELECT k FROM going)"
-    ).to_arrow_table()
-    con.register("known", known)
-    con.register("lake_counts", lake_counts)
-    con.register("spoke_counts", spoke_buckets.result())
-    differing = con.sql(
-        f"""
-        WITH delta AS (
-            SELECT substr(k, 1, {width}) AS bucket, 1 AS d FROM (
-                SELECT DISTINCT k FROM incoming WHERE k NOT IN (SELECT k FROM known)
-                  AND k NOT IN (SELECT k FROM going))
-            UNION ALL
-            SELECT substr(k, 1, {width}), -1 FROM (
-                SELECT DISTINCT k FROM going WHERE k IN (SELECT k FROM known))
-        ), expected AS (
-            SELECT bucket, sum(n) AS n FROM (
-                SELECT bucket, n FROM lake_counts UNION ALL SELECT bucket, d FROM delta)
-            GROUP BY bucket
+    bucket = pl.col("k").str.slice(0, width).alias("bucket")
+    arriving = pl.Series("k", incoming, dtype=pl.String).unique()
+    leaving = pl.Series("k", going, dtype=pl.String).unique()
+    counts, known = pl.collect_all(
+        [
+            lake_keys.group_by(bucket).agg(pl.len().cast(pl.Int64).alias("n")),
+            lake_keys.filter(pl.col("k").is_in(pl.concat([arriving, leaving]).implode())),
+        ],
+        engine="streaming",
+    )
+    held = known.get_column("k")
+    new = arriving.filter(~arriving.is_in(held.implode()) & ~arriving.is_in(leaving.implode()))
+    going_in_lake = leaving.filter(leaving.is_in(held.implode()))
+    expected = (
+        pl.concat(
+            [
+                counts,
+                new.to_frame().select(bucket, pl.lit(1, pl.Int64).alias("n")),
+                going_in_lake.to_frame().select(bucket, pl.lit(-1, pl.Int64).alias("n")),
+            ]
         )
-        SELECT coalesce(e.bucket, s.bucket) AS bucket FROM expected e
-        FULL OUTER JOIN spoke_counts s ON e.bucket = s.bucket
-        WHERE coalesce(e.n, 0) <> coalesce(s.n, 0)
-        """
-    ).to_arrow_table()["bucket"]
-    going_in_lake = con.sql("SELECT k FROM known WHERE k IN (SELECT k FROM going)").to_arrow_table()
-    con.register("going_in_lake", going_in_lake)
-    if len(differing) == 0:
-        return pc.cast(going_in_lake["k"].combine_chunks(), pa.string())
-    at_spoke = spoke.keys_in_buckets(width, differing.to_pylist())
-    con.register("differing", pa.table({"bucket": differing}))
-    con.register("at_spoke", pa.table({"k": at_spoke}))
-    gone = con.sql(
-        f'SELECT "{key}" AS k FROM lake WHERE substr("{key}", 1, {width}) IN'
-        f' (SELECT bucket FROM differing) AND "{key}" NOT IN (SELECT k FROM at_spoke)'
-        " UNION SELECT k FROM going_in_lake"
-    ).to_arrow_table()["k"]
-    return pc.cast(gone.combine_chunks(), pa.string())
+        .group_by("bucket")
+        .agg(pl.col("n").sum())
+    )
+    at_spoke = pl.from_arrow(spoke_buckets.result()).cast({"bucket": pl.String, "n": pl.Int64})
+    differing = (
+        expected.join(at_spoke, on="bucket", how="full", coalesce=True, suffix="_spoke")
+        .filter(pl.col("n").fill_null(0) != pl.col("n_spoke").fill_null(0))
+        .get_column("bucket")
+    )
+    if differing.is_empty():
+        return going_in_lake.to_arrow().cast(pa.string())
+    live = pl.Series("k", spoke.keys_in_buckets(width, differing.to_list()), dtype=pl.String)
+    gone = (
+        lake_keys.filter(
+            pl.col("k").str.slice(0, width).is_in(differing.implode())
+            & ~pl.col("k").is_in(live.implode())
+        )
+        .collect(engine="streaming")
+        .get_column("k")
+    )
+    return pl.concat([gone, going_in_lake]).unique().to_arrow().cast(pa.string())

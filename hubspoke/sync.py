@@ -146,9 +146,8 @@ def _sync(
             incoming = pa.concat_arrays(
                 [pc.cast(c, pa.string()).combine_chunks() for c in (good[key], orphans[key], held)]
             )
-            keys = table.scan().select(key).collect().to_arrow()
-            deletes = lake_deletes(spoke, spoke_buckets, keys, key, width, incoming, soft)
-            del keys  # the merge below is the peak of memory: not with every key beside it
+            keys = table.scan().select(pl.col(key).alias("k"))
+            deletes = lake_deletes(spoke, spoke_buckets, keys, width, incoming, soft)
             report.hard_deleted = len(
                 pc.filter(deletes, pc.invert(pc.is_in(deletes, value_set=soft)))
             )
