@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubspoke.keyset import bucket_width, lake_deletes
+from hubspoke.keyset import key_hashes, lake_deletes, lake_key_hashes
 from hubspoke.lake import Lake, LakeTable, Progress, sql_in
 from hubspoke.timestamps import from_micros, to_micros
 from lake_schema import Contract
@@ -106,12 +106,11 @@ def _sync(
     report.watermark_before = before = watermark(lake, contract)
 
     lake_rows = table.count_fast()
-    width = bucket_width(lake_rows)
     with ThreadPoolExecutor(1) as pool:
-        # The spoke counts its keys per bucket while the changes stream in (a server spoke only:
+        # The spoke streams its live keys while the changes stream in (a server spoke only:
         # a SQLite or pymysql connection must not be shared between threads).
-        spoke_buckets: Future[pa.Table] = (
-            pool.submit(spoke.key_buckets, width)
+        live: Future[pl.Series] = (
+            pool.submit(lambda: key_hashes(spoke.live_keys()))
             if spoke.db.engine == "postgres" and lake_rows
             else Future()
         )
@@ -141,13 +140,12 @@ def _sync(
 
         deletes = pa.array([], pa.string())
         if lake_rows:
-            if not spoke_buckets.running() and not spoke_buckets.done():
-                spoke_buckets.set_result(spoke.key_buckets(width))
-            incoming = pa.concat_arrays(
-                [pc.cast(c, pa.string()).combine_chunks() for c in (good[key], orphans[key], held)]
-            )
-            keys = table.scan().select(pl.col(key).alias("k"))
-            deletes = lake_deletes(spoke, spoke_buckets, keys, width, incoming, soft)
+            if not live.running() and not live.done():
+                live.set_result(key_hashes(spoke.live_keys()))
+            # The lake's side is hashed while the spoke may still be streaming its keys.
+            in_lake = lake_key_hashes(table.scan().select(pl.col(key).alias("k")))
+            deletes = lake_deletes(in_lake, live.result())
+            del in_lake  # the merge below is the peak of memory: not with every key beside it
             report.hard_deleted = len(
                 pc.filter(deletes, pc.invert(pc.is_in(deletes, value_set=soft)))
             )

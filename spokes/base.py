@@ -281,49 +281,12 @@ class Spoke(ABC):
                 batch.schema.get_field_index("hubspoke_deleted"), "hubspoke_deleted", flags
             )
 
-    def key_buckets(self, width: int) -> pa.Table:
-        """Live domain rows counted per key prefix of `width` characters (bucket, rows)."""
+    def live_keys(self, batch_rows: int = 500_000) -> Iterator[pa.Array]:
+        """The keys of every live domain row, as Arrow string arrays (for hard-delete detection)."""
         s = self.schema
-        sql = (
-            f"SELECT substr({s.domain_key}, 1, {int(width)}) AS bucket, count(*) AS n"
-            f" FROM {s.domain_table} WHERE NOT ({s.domain_deleted}) GROUP BY 1"
-        )
-        batches = list(stream_batches(self.db, sql))
-        table = pa.Table.from_batches(batches) if batches else None
-        if table is None:
-            return pa.table({"bucket": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
-        return pa.table(
-            {"bucket": pc.cast(table["bucket"], pa.string()), "n": pc.cast(table["n"], pa.int64())}
-        )
-
-    def keys_in_buckets(self, width: int, buckets: Sequence[str]) -> pa.Array:
-        """Keys of live domain rows whose key starts with one of `buckets` (prefixes of `width`)."""
-        s = self.schema
-        out: list[pa.Array] = [pa.array([], pa.string())]
-        # Where keys sort byte by byte, each bucket is a range of the primary-key index.
-        ranged = self.db.byte_ordered_text
-        for chunk in _chunks(list(buckets), 500):
-            if ranged:
-                # A join with the ranges: one index range scan per bucket, not a filter of ORs
-                # that the planner turns into a scan of the whole table.
-                ranges = ", ".join(["(?, ?)"] * len(chunk))
-                sql = (
-                    f"SELECT t.{s.domain_key} AS k FROM (VALUES {ranges}) AS r (lo, hi)"
-                    f" JOIN {s.domain_table} t ON t.{s.domain_key} >= r.lo"
-                    f" AND t.{s.domain_key} < r.hi WHERE NOT ({s.domain_deleted})"
-                )
-                params = [v for b in chunk for v in (b, _next_prefix(b))]
-            else:
-                where = f"substr({s.domain_key}, 1, {int(width)}) IN ({','.join('?' * len(chunk))})"
-                sql = (
-                    f"SELECT {s.domain_key} AS k FROM {s.domain_table}"
-                    f" WHERE NOT ({s.domain_deleted}) AND {where}"
-                )
-                params = chunk
-            out += [
-                pc.cast(b.column("k"), pa.string()) for b in stream_batches(self.db, sql, params)
-            ]
-        return pa.concat_arrays(out)
+        sql = f"SELECT {s.domain_key} AS k FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
+        for batch in stream_batches(self.db, sql, (), batch_rows):
+            yield pc.cast(batch.column("k"), pa.string())
 
     def version_batches(self, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """(key, updated_at) of every live domain row, as Arrow batches (for reconciliation)."""
@@ -498,11 +461,6 @@ class Spoke(ABC):
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _next_prefix(prefix: str) -> str:
-    """The smallest string above every string starting with `prefix` (byte order)."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def iso_stamp(value: datetime) -> str:

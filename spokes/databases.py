@@ -58,9 +58,6 @@ class Database:
         """Close the connection."""
         self._con.close()
 
-    byte_ordered_text: bool = True
-    """Whether text keys compare byte by byte (SQLite's BINARY, MariaDB's utf8mb4_bin)."""
-
     @property
     def connection(self) -> Any:
         """The DB-API connection (for streamed reads that need a cursor of their own kind)."""
@@ -202,13 +199,6 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, **overrides: Any) -> None:
         super().__init__(psycopg.connect(url, autocommit=True, row_factory=dict_row, **overrides))
-
-    @property
-    def byte_ordered_text(self) -> bool:  # type: ignore[override]
-        """Whether the database's collation orders text byte by byte (C, POSIX, C.UTF-8)."""
-        row = self.fetchone("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-        collation = str(row["datcollate"]) if row else ""
-        return collation in ("C", "POSIX") or collation.startswith("C.")
 
     @property
     def conninfo(self) -> str:
