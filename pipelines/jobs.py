@@ -1,9 +1,18 @@
 """The two ways data reaches the lake: identity ingestion in real time, domain syncs nightly."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from lake_schema import Contract, load_catalog
 from pipelines.assets import ingest_identity_events
+
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export it at the top level
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 WRITER_TAG = "hubspoke/writer"
 """Run tag naming the lake writer of a run; dagster.yaml allows one run per writer at a time."""
@@ -18,7 +27,7 @@ identity_ingestion_job = dg.define_asset_job(
 )
 
 
-def build_domain_sync_job(contract: Contract) -> dg.UnresolvedAssetJobDefinition:
+def build_domain_sync_job(contract: Contract) -> UnresolvedAssetJobDefinition:
     """One domain's nightly sync and its reconciliation, partitioned by the spoke's nights.
 
     A job per domain: spokes sync in their own windows and time zones, so their partitions
