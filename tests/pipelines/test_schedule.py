@@ -10,14 +10,21 @@ import pipelines.assets.domains
 import pipelines.definitions
 import pipelines.jobs
 import pipelines.schedules
+import pipelines.sensors
 from hubspoke.config import ConfigError, Settings
 from lake_schema import load_catalog
 
 
 def _reload() -> dg.Definitions:
-    for module in (pipelines.assets.domains, pipelines.assets, pipelines.jobs):
+    # Every module that holds a job or an asset, so the definitions see one object each.
+    for module in (
+        pipelines.assets.domains,
+        pipelines.assets,
+        pipelines.jobs,
+        pipelines.sensors,
+        pipelines.schedules,
+    ):
         importlib.reload(module)
-    importlib.reload(pipelines.schedules)
     return importlib.reload(pipelines.definitions).defs
 
 
