@@ -469,3 +469,29 @@ def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None
 
 if __name__ == "__main__":
     app()
+
+
+contracts = typer.Typer(help="The contracts against the lake: what a contract change would do.")
+app.add_typer(contracts, name="contracts")
+
+
+@contracts.command("check")
+@_user_errors
+def contracts_check(home: Home = None) -> None:
+    """Compare every contract with its lake table: fields to add, breaking changes (exit 1)."""
+    with _stack(home) as stack:
+        changes = [table.schema_change() for table in stack.lake.tables()]
+    table = Table(title="contracts against the lake")
+    for col in ("table", "verdict", "what would change"):
+        table.add_column(col, overflow="fold")
+    for change in changes:
+        if change.breaking:
+            verdict, what = "[red]breaking, refused[/red]", "; ".join(change.breaking)
+        elif change.added:
+            verdict, what = "adds columns", "new nullable " + ", ".join(change.added)
+        else:
+            verdict, what = "unchanged", ""
+        table.add_row(change.table, verdict, what)
+    console.print(table)
+    if any(c.breaking for c in changes):
+        raise typer.Exit(1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import time
 from pathlib import Path
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -65,6 +66,15 @@ class Settings:
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
     DAGSTER_HOME=deploy/postgres (read there by dagster.yaml); unset, Dagster stores in SQLite."""
+    sync_overlap_min: int = 15
+    """HUBSPOKE_SYNC_OVERLAP_MIN: each sync re-reads the changes of this many minutes before its
+    watermark, so a row committed late with an earlier timestamp is not missed."""
+    sync_batch_rows: int = 50_000
+    """HUBSPOKE_SYNC_BATCH_ROWS: rows per Arrow batch read from a spoke (bounds memory)."""
+    sync_windows: dict[str, str] = field(default_factory=dict, hash=False)
+    """HUBSPOKE_SYNC_WINDOWS: per spoke, the local time and IANA zone of its nightly sync, e.g.
+    "sales=02:00@America/New_York,support=03:30@Europe/Berlin"; others run at 02:00 in
+    HUBSPOKE_SCHEDULE_TZ."""
 
     def __post_init__(self) -> None:
         if self.stack not in get_args(StackKind):
@@ -89,10 +99,33 @@ class Settings:
                 f"HUBSPOKE_DAGSTER_PG_URL={self.dagster_pg_url!r} must be a PostgreSQL URL for"
                 f" psycopg2, such as {DAGSTER_PG_SCHEME}postgres@127.0.0.1:5432/dagster"
             )
+        if not 0 <= self.sync_overlap_min <= 10_080:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_OVERLAP_MIN={self.sync_overlap_min} must be 0 to 10080 minutes"
+            )
+        if not 1_000 <= self.sync_batch_rows <= 1_000_000:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_BATCH_ROWS={self.sync_batch_rows} must be between 1000 and 1000000"
+            )
+        for spoke in self.sync_windows:
+            self.sync_window(spoke)
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
             )
+
+    def sync_window(self, spoke: str) -> tuple[time, ZoneInfo]:
+        """The local time of day and time zone of `spoke`'s nightly sync."""
+        raw = self.sync_windows.get(spoke, f"02:00@{self.schedule_timezone}")
+        at, _, zone = raw.partition("@")
+        try:
+            local = time.fromisoformat(at.strip())
+            return local, ZoneInfo(zone.strip())
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_WINDOWS: {spoke}={raw!r} must be HH:MM@Area/City"
+                " (for example sales=02:00@America/New_York)"
+            ) from None
 
     @property
     def namespace(self) -> str:
@@ -143,6 +176,9 @@ class Settings:
             ),
             api_workers=_whole("HUBSPOKE_API_WORKERS", env.get("HUBSPOKE_API_WORKERS", "1")),
             dagster_pg_url=env.get("HUBSPOKE_DAGSTER_PG_URL") or None,
+            sync_overlap_min=_whole("HUBSPOKE_SYNC_OVERLAP_MIN", "15"),
+            sync_batch_rows=_whole("HUBSPOKE_SYNC_BATCH_ROWS", "50000"),
+            sync_windows=_windows(env.get("HUBSPOKE_SYNC_WINDOWS", "")),
         )
 
 
@@ -160,3 +196,23 @@ def _seconds(name: str, raw: str) -> float:
     if not 0 <= value <= 86_400:
         raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 to 86400")
     return value
+
+
+def _whole(name: str, default: str) -> int:
+    raw = os.environ.get(name, default)
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}={raw!r} must be a whole number")
+    return int(raw)
+
+
+def _windows(raw: str) -> dict[str, str]:
+    windows: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        spoke, sep, window = item.partition("=")
+        if not sep or not spoke.strip() or "@" not in window:
+            raise ConfigError(
+                f"HUBSPOKE_SYNC_WINDOWS: {item!r} must be SPOKE=HH:MM@Area/City"
+                " (for example sales=02:00@America/New_York)"
+            )
+        windows[spoke.strip()] = window.strip()
+    return windows

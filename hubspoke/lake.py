@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,13 +14,22 @@ from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import (
+    CommitProperties,
+    DeltaTable,
+    Field,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError
 
 from lake_schema import Catalog, Contract
 from lake_schema.contract import Expiry
+from lake_schema.evolution import SchemaChange, compare
 
 _WRITER = WriterProperties(compression="ZSTD")
 _CLUSTERED_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=16_384)
@@ -114,6 +125,55 @@ class LakeTable:
         """Current Delta version."""
         return self.delta().version()
 
+    def schema_change(self) -> SchemaChange:
+        """How the contract differs from the table on disk."""
+        return compare(self.contract, pa.schema(self.delta().schema().to_arrow()))
+
+    def evolve(self) -> list[str]:
+        """Add the contract's new nullable fields in place; refuse a breaking change first.
+
+        Returns the added column names (empty when the table already matches). Raises
+        `BreakingChange` before anything is written.
+        """
+        change = self.schema_change()
+        change.refuse_breaking()
+        if change.added:
+            schema = self.contract.arrow_schema()
+            self._with_retries(
+                lambda dt: dt.alter.add_columns(
+                    [Field.from_arrow(schema.field(name)) for name in change.added],
+                    commit_properties=CommitProperties(
+                        custom_metadata={
+                            "step": "schema evolution",
+                            "contract_version": self.contract.version,
+                            "added": ",".join(change.added),
+                        }
+                    ),
+                )
+            )
+        return list(change.added)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this table's writer lock (other processes on this machine wait for it).
+
+        Two merges that insert the same new key can both commit: delta-rs sees appends as
+        non-conflicting, so retrying on CommitFailedError alone could duplicate rows.
+        """
+        locks = self.path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / f"{self.name}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def count_fast(self) -> int:
+        """Number of rows from the Delta log's file statistics (no data file is read)."""
+        actions = pa.table(self.delta().get_add_actions(flatten=True))
+        return int(pc.sum(actions["num_records"]).as_py() or 0) if actions.num_rows else 0
+
     def progress(self, app_id: str) -> int | None:
         """The position `app_id` last committed into this table, if any."""
         return self.delta().transaction_version(app_id)
@@ -169,6 +229,7 @@ class LakeTable:
         *,
         newer_than: str | None = None,
         delete_keys: Iterable[Any] = (),
+        deletes_present: bool = False,
         progress: Progress | None = None,
         **metadata: Any,
     ) -> dict[str, Any]:
@@ -181,14 +242,16 @@ class LakeTable:
             rows: rows in the contract's shape; an existing row is replaced when
                 `newer_than` is None or when the incoming value of that column is greater.
             delete_keys: key values (single-column keys) whose rows are removed.
-            progress: writer position recorded in the same commit.
+            deletes_present: the caller knows every delete key is in the table (skips a lookup).
+            progress: writer position recorded in the same commit; a concurrent writer's higher
+                position is kept (positions never move back).
         """
         rows = self._conform(rows)
         deletes = list(delete_keys)
         keys = self.contract.key_fields
-        if deletes:
-            if len(keys) != 1:
-                raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
+        if deletes and len(keys) != 1:
+            raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
+        if deletes and not deletes_present:
             # Only keys the table holds: delta-rs validates NOT NULL on the placeholder rows of
             # unmatched deletes too, and rejects the whole merge.
             deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
@@ -220,9 +283,9 @@ class LakeTable:
             f" AND s.{newer_than} > t.{newer_than}" if newer_than else ""
         )
         cols = {c: f"s.{c}" for c in self.contract.field_names}
-        props = _commit_properties(progress, metadata)
 
         def merge(dt: DeltaTable) -> dict[str, Any]:
+            props = _commit_properties(_at_least_committed(dt, progress), metadata)
             return (
                 dt.merge(
                     source,
@@ -455,6 +518,14 @@ def _commit_properties(progress: Progress | None, metadata: Mapping[str, Any]) -
     if progress is None:
         return CommitProperties(custom_metadata=dict(metadata))
     return progress.commit_properties(metadata)
+
+
+def _at_least_committed(dt: DeltaTable, progress: Progress | None) -> Progress | None:
+    # A concurrent writer (a backfill beside the nightly run) may have committed a later position.
+    if progress is None:
+        return None
+    committed = dt.transaction_version(progress.app_id)
+    return Progress(progress.app_id, max(progress.position, committed or progress.position))
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

@@ -339,7 +339,7 @@ def _freshness(stack: Stack, contract: Contract, synced_at: datetime | None) -> 
 
 def spoke_timezone(settings: Settings, contract: Contract) -> ZoneInfo:
     """The time zone the spoke owning `contract` syncs in (its night, its business day)."""
-    return ZoneInfo(settings.schedule_timezone)
+    return settings.sync_window(contract.owner)[1]
 
 
 def _max_age(contract: Contract) -> timedelta:

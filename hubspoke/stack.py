@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -102,7 +103,16 @@ class Stack:
         contracts = (
             [self.catalog.extension(d) for d in domains] if domains else self.catalog.extensions()
         )
-        return [sync_domain(self.lake, self.spokes[c.owner], c) for c in contracts]
+        return [
+            sync_domain(
+                self.lake,
+                self.spokes[c.owner],
+                c,
+                overlap=timedelta(minutes=self.settings.sync_overlap_min),
+                batch_rows=self.settings.sync_batch_rows,
+            )
+            for c in contracts
+        ]
 
     def status(self) -> dict[str, Any]:
         """Events by disposition, what is pending, and every table's version and row count."""

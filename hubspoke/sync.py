@@ -1,20 +1,34 @@
-"""The nightly delta sync: a spoke's changed domain rows into the lake, atomically with the watermark."""
+"""The nightly delta sync: a spoke's changed domain rows into the lake, atomically with the watermark.
+
+Per domain table: stream the rows changed since the watermark minus an overlap window as Arrow
+batches, map them through the spoke's anti-corruption layer and check them against the contract
+(vectorised; row by row only for a batch that breaks it, to name the reasons), hold back rows that
+break the contract or whose customer the hub does not know, find hard deletes by comparing key
+sets per bucket, and merge upserts, deletes and the new watermark in one Delta commit.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from hubspoke.lake import Lake, Progress, sql_in
+from hubspoke.keyset import key_hashes, lake_deletes, lake_key_hashes
+from hubspoke.lake import Lake, LakeTable, Progress, sql_in
 from hubspoke.timestamps import from_micros, to_micros
 from lake_schema import Contract
+from lake_schema.arrow_checks import breaking_rows
 from spokes import Spoke
+
+DELETED = "hubspoke_deleted"
 
 
 @dataclass
@@ -26,13 +40,26 @@ class SyncReport:
     extracted: int = 0
     upserted: int = 0
     deleted: int = 0
+    hard_deleted: int = 0
     quarantined: int = 0
     released: int = 0
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     version: int = 0
     committed: bool = False
+    added_columns: list[str] = field(default_factory=list)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Extract:
+    """What the stream of changed rows left after mapping and checking."""
+
+    good: list[pa.Table] = field(default_factory=list)
+    bad: list[dict[str, Any]] = field(default_factory=list)
+    soft_deleted: list[pa.Array] = field(default_factory=list)
+    high: datetime | None = None
+    rows: int = 0
 
 
 def watermark_app(contract: Contract) -> str:
@@ -46,72 +73,104 @@ def watermark(lake: Lake, contract: Contract) -> datetime | None:
     return None if micros is None else from_micros(micros)
 
 
-def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
+def sync_domain(
+    lake: Lake,
+    spoke: Spoke,
+    contract: Contract,
+    *,
+    overlap: timedelta = timedelta(minutes=15),
+    batch_rows: int = 50_000,
+) -> SyncReport:
     """Extract what changed in `spoke` since the watermark, check it, and merge it into the lake.
 
     The domain rows, the propagated deletes and the new watermark land in one Delta commit, so a
     sync that dies leaves the old table and the old watermark; the rerun extracts the same rows.
+    Changes are re-read from `overlap` before the watermark: a row committed late with an earlier
+    timestamp is still found, and merging it again is a no-op (newer `updated_at` wins).
     Rows that break the contract or whose customer has no live identity go to
-    `sync_quarantine` first and are retried on every sync until they load.
+    `sync_quarantine` first and are retried on every sync until they load. Concurrent syncs of
+    one table (a backfill beside the nightly run) take turns, so the outcome is the serial one.
     """
+    with lake.table(contract).exclusive():
+        return _sync(lake, spoke, contract, overlap, batch_rows)
+
+
+def _sync(
+    lake: Lake, spoke: Spoke, contract: Contract, overlap: timedelta, batch_rows: int
+) -> SyncReport:
     table = lake.table(contract)
     quarantine = lake.table("sync_quarantine")
     key = contract.key_fields[0]
     report = SyncReport(domain=contract.owner, table=contract.table_name)
-    report.watermark_before = watermark(lake, contract)
+    report.added_columns = table.evolve()  # refuses a breaking change before anything is written
+    report.watermark_before = before = watermark(lake, contract)
 
-    changes = spoke.extract_changes(report.watermark_before)
-    report.extracted = len(changes.upserts) + len(changes.deleted_keys)
-    held = quarantine.read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)[
-        "customer_id"
-    ]
-    changed_keys = {r[key] for r in changes.upserts} | set(changes.deleted_keys)
-    retry = sorted(set(held.to_pylist()) - changed_keys)
-    candidates = changes.upserts + spoke.fetch_domain_rows(retry)
+    lake_rows = table.count_fast()
+    with ThreadPoolExecutor(1) as pool:
+        # The spoke streams its live keys while the changes stream in (a server spoke only:
+        # a SQLite or pymysql connection must not be shared between threads).
+        live: Future[pl.Series] = (
+            pool.submit(lambda: key_hashes(spoke.live_keys()))
+            if spoke.db.engine == "postgres" and lake_rows
+            else Future()
+        )
+        since = before - overlap if before is not None else None
+        ext = _extract(spoke, contract, since, batch_rows)
+        report.extracted = ext.rows
 
-    live = _live_identities(lake, contract.entity, {r[key] for r in candidates})
-    good: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    now = datetime.now(UTC)
-    for row in candidates:
-        problems = contract.row_problems(row)
-        if problems:
-            report.quarantine_reasons["breaks the contract"] += 1
-        elif row[key] not in live:
-            problems = [f"no live {contract.entity} identity {row[key]!r} in the hub yet"]
-            report.quarantine_reasons["no live identity"] += 1
-        if problems:
-            reason = "; ".join(problems)
-            bad.append(
-                {
-                    "domain": contract.table_name,
-                    "customer_id": str(row[key]),
-                    "reason": reason,
-                    "row": json.dumps(row, default=str, sort_keys=True),
-                    "source_updated_at": row.get("updated_at")
-                    if isinstance(row.get("updated_at"), datetime)
-                    else None,
-                    "quarantined_at": now,
-                }
+        held = quarantine.read(
+            columns=["customer_id"], where=pl.col("domain") == contract.table_name
+        )["customer_id"]
+        good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
+        soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
+        changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
+        retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
+        retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
+        if retried is not None:
+            good = pa.concat_tables([good, retried])
+
+        good, orphans = _split_known(lake, contract, good)
+        for row in orphans.to_pylist():
+            ext.bad.append(
+                _held(
+                    contract, row, f"no live {contract.entity} identity {row[key]!r} in the hub yet"
+                )
             )
-        else:
-            good.append(row)
-    report.quarantined = len(bad)
+            report.quarantine_reasons["no live identity"] += 1
 
+        deletes = pa.array([], pa.string())
+        if lake_rows:
+            if not live.running() and not live.done():
+                live.set_result(key_hashes(spoke.live_keys()))
+            # The lake's side is hashed while the spoke may still be streaming its keys.
+            in_lake = lake_key_hashes(table.scan().select(pl.col(key).alias("k")))
+            deletes = lake_deletes(in_lake, live.result())
+            del in_lake  # the merge below is the peak of memory: not with every key beside it
+            report.hard_deleted = len(
+                pc.filter(deletes, pc.invert(pc.is_in(deletes, value_set=soft)))
+            )
+            good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
+
+    report.quarantined = len(ext.bad)
+    for row in ext.bad:
+        if not row["reason"].startswith("no live"):
+            report.quarantine_reasons["breaks the contract"] += 1
     # Quarantine first: if the data commit below never happens, the rerun re-extracts these rows.
-    if bad:
+    if ext.bad:
         quarantine.upsert(
-            quarantine.contract.to_arrow(bad), step="quarantine", domain=contract.table_name
+            quarantine.contract.to_arrow(ext.bad), step="quarantine", domain=contract.table_name
         )
 
-    high = changes.high_watermark
-    new_mark = max(filter(None, [report.watermark_before, high]), default=None)
-    moved = new_mark is not None and new_mark != report.watermark_before
-    if good or changes.deleted_keys or moved:
+    new_mark = max(filter(None, [before, ext.high]), default=None)
+    moved = new_mark is not None and new_mark != before
+    if not moved and len(deletes) == 0 and good.num_rows:
+        good = _not_in_lake_yet(table, good)  # only the overlap was re-read
+    if good.num_rows or len(deletes) or moved:
         metrics = table.upsert(
-            contract.to_arrow(good),
+            good,
             newer_than="updated_at",
-            delete_keys=changes.deleted_keys,
+            delete_keys=deletes.to_pylist(),
+            deletes_present=True,
             progress=Progress(watermark_app(contract), to_micros(new_mark)) if new_mark else None,
             step="nightly sync",
             spoke=spoke.name,
@@ -122,12 +181,8 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
         report.committed = True
     report.watermark_after = new_mark
 
-    loaded = (
-        {r[key] for r in good}
-        | set(changes.deleted_keys)
-        | (set(retry) - {r[key] for r in candidates})
-    )
-    release = sorted(set(held.to_pylist()) & loaded)
+    still_held = {r["customer_id"] for r in ext.bad}
+    release = sorted(set(held.to_pylist()) - still_held)
     if release:
         quarantine.delete_where(
             f"{sql_in('domain', [contract.table_name])} AND {sql_in('customer_id', release)}",
@@ -136,6 +191,103 @@ def sync_domain(lake: Lake, spoke: Spoke, contract: Contract) -> SyncReport:
     report.released = len(release)
     report.version = table.version()
     return report
+
+
+def _extract(spoke: Spoke, contract: Contract, since: datetime | None, batch_rows: int) -> _Extract:
+    ext = _Extract()
+    updated = spoke.schema.domain_updated
+    for batch in spoke.changed_batches(since, batch_rows):
+        ext.rows += batch.num_rows
+        stamps = spoke.stamps_to_arrow(batch.column(updated))
+        top = pc.max(stamps).as_py()
+        if top is not None and (ext.high is None or top > ext.high):
+            ext.high = top
+        flags = batch.column(DELETED)
+        gone = pc.cast(batch.filter(flags).column(spoke.schema.domain_key), pa.string())
+        ext.soft_deleted.append(gone)
+        live = batch.filter(pc.invert(flags))
+        if live.num_rows:
+            good = _check_batch(spoke, contract, live, ext)
+            if good is not None:
+                ext.good.append(good)
+    return ext
+
+
+def _check_batch(
+    spoke: Spoke, contract: Contract, batch: pa.RecordBatch, ext: _Extract
+) -> pa.Table | None:
+    """Contract-shaped good rows of a batch; breaking rows go to `ext.bad` with their reasons."""
+    try:
+        mapped = spoke.domain_batch_to_contract(batch)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        mapped = None  # some row does not convert: row by row, to say which and why
+    if mapped is None:
+        return _check_rows(spoke, contract, batch.to_pylist(), ext)
+    mapped = mapped.select(contract.field_names).cast(contract.arrow_schema())
+    breaking = breaking_rows(contract, mapped)
+    if not pc.any(breaking).as_py():
+        return mapped
+    suspects = batch.filter(breaking).to_pylist()
+    rest = _check_rows(spoke, contract, suspects, ext)
+    fine = mapped.filter(pc.invert(breaking))
+    return fine if rest is None else pa.concat_tables([fine, rest])
+
+
+def _check_rows(
+    spoke: Spoke, contract: Contract, rows: list[dict[str, Any]], ext: _Extract
+) -> pa.Table | None:
+    good: list[dict[str, Any]] = []
+    for raw in rows:
+        raw = {k: v for k, v in raw.items() if k != DELETED}
+        try:
+            row = spoke.domain_to_contract(raw)
+            problems = contract.row_problems(row)
+        except (ValueError, ArithmeticError, TypeError) as e:
+            row, problems = raw, [f"cannot be mapped into {contract.name}: {e}"]
+        if problems:
+            ext.bad.append(_held(contract, row, "; ".join(problems)))
+        else:
+            good.append(row)
+    return contract.to_arrow(good) if good else None
+
+
+def _held(contract: Contract, row: dict[str, Any], reason: str) -> dict[str, Any]:
+    key = contract.key_fields[0]
+    stamp = row.get("updated_at")
+    return {
+        "domain": contract.table_name,
+        "customer_id": str(row[key]),
+        "reason": reason,
+        "row": json.dumps(row, default=str, sort_keys=True),
+        "source_updated_at": stamp if isinstance(stamp, datetime) else None,
+        "quarantined_at": datetime.now(UTC),
+    }
+
+
+def _split_known(lake: Lake, contract: Contract, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Rows whose customer has a live identity in the hub, and the others."""
+    if rows.num_rows == 0:
+        return rows, rows
+    identity = lake.catalog.identity(contract.entity or "customer")
+    id_key, key = identity.key_fields[0], contract.key_fields[0]
+    live = (
+        lake.table(identity)
+        .scan()
+        .filter(pl.col(id_key).is_in(pl.Series(rows[key]).implode()) & ~pl.col("deleted"))
+        .select(id_key)
+        .collect()
+        .to_series()
+    )
+    known = pc.is_in(rows[key], value_set=pc.cast(live.to_arrow(), pa.string()))
+    return rows.filter(known), rows.filter(pc.invert(known))
+
+
+def _not_in_lake_yet(table: LakeTable, rows: pa.Table) -> pa.Table:
+    """`rows` minus those the lake already holds with the same source `updated_at`."""
+    key = table.contract.key_fields[0]
+    held = table.read(columns=[key, "updated_at"], where=pl.col(key).is_in(rows[key].to_pylist()))
+    same = pl.from_arrow(rows).join(pl.from_arrow(held), on=[key, "updated_at"], how="anti")
+    return same.to_arrow().cast(rows.schema)
 
 
 @dataclass
@@ -158,45 +310,50 @@ class Reconciliation:
         return not (self.missing_in_lake or self.extra_in_lake or self.differing)
 
 
-def reconcile(lake: Lake, spoke: Spoke, contract: Contract) -> Reconciliation:
-    """Compare counts and an order-independent hash of (key, source updated_at), spoke vs lake."""
+def reconcile(lake: Lake, spoke: Spoke, contract: Contract, first: int = 100) -> Reconciliation:
+    """Compare counts and an order-independent hash of (key, source updated_at), spoke vs lake.
+
+    Both sides go into DuckDB as Arrow (no Python object per row); the lists of differing keys
+    hold at most `first` keys each.
+    """
     key = contract.key_fields[0]
-    quarantined = set(
-        lake.table("sync_quarantine")
-        .read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)["customer_id"]
-        .to_pylist()
+    held = lake.table("sync_quarantine").read(
+        columns=["customer_id"], where=pl.col("domain") == contract.table_name
     )
-    at_spoke = {k: v for k, v in spoke.domain_versions().items() if k not in quarantined}
-    rows = lake.table(contract).read(columns=[key, "updated_at"]).to_pylist()
-    in_lake = {r[key]: r["updated_at"] for r in rows}
+    con = duckdb.connect()
+    con.register("lake_rows", lake.table(contract).dataset())
+    con.register("held", held)
+    con.execute("CREATE TABLE s (key VARCHAR, stamp BIGINT)")
+    for batch in spoke.version_batches():  # batch by batch: memory stays one batch in Python
+        con.register("batch", batch)
+        con.execute(
+            "INSERT INTO s SELECT key, epoch_us(updated_at) FROM batch"
+            " WHERE key NOT IN (SELECT customer_id FROM held)"
+        )
+        con.unregister("batch")
+    con.execute(
+        f'CREATE TABLE l AS SELECT "{key}" AS key, epoch_us(updated_at) AS stamp FROM lake_rows'
+    )
+
+    def keys(sql: str) -> list[str]:
+        return [r[0] for r in con.execute(sql + f" ORDER BY 1 LIMIT {int(first)}").fetchall()]
+
+    def digest(name: str) -> tuple[int, str]:
+        # XOR of per-row hashes: independent of row order.
+        n, h = con.execute(
+            f"SELECT count(*), coalesce(bit_xor(hash(key || '|' || stamp)), 0) FROM {name}"
+        ).fetchall()[0]
+        return int(n), f"{int(h):016x}"
+
+    (spoke_rows, spoke_hash), (lake_rows, lake_hash) = digest("s"), digest("l")
     return Reconciliation(
         table=contract.table_name,
-        spoke_rows=len(at_spoke),
-        lake_rows=len(in_lake),
-        quarantined=len(quarantined),
-        missing_in_lake=sorted(set(at_spoke) - set(in_lake)),
-        extra_in_lake=sorted(set(in_lake) - set(at_spoke)),
-        differing=sorted(k for k in set(at_spoke) & set(in_lake) if at_spoke[k] != in_lake[k]),
-        spoke_hash=_fingerprint(at_spoke),
-        lake_hash=_fingerprint(in_lake),
+        spoke_rows=spoke_rows,
+        lake_rows=lake_rows,
+        quarantined=len(held),
+        missing_in_lake=keys("SELECT key FROM s ANTI JOIN l USING (key)"),
+        extra_in_lake=keys("SELECT key FROM l ANTI JOIN s USING (key)"),
+        differing=keys("SELECT s.key FROM s JOIN l USING (key) WHERE s.stamp <> l.stamp"),
+        spoke_hash=spoke_hash,
+        lake_hash=lake_hash,
     )
-
-
-def _fingerprint(versions: dict[str, datetime]) -> str:
-    digest = 0
-    for k, at in versions.items():  # XOR of per-row hashes: independent of row order
-        h = hashlib.blake2b(f"{k}|{to_micros(at)}".encode(), digest_size=16).digest()
-        digest ^= int.from_bytes(h, "big")
-    return f"{digest:032x}"
-
-
-def _live_identities(lake: Lake, entity: str | None, ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    identity = lake.catalog.identity(entity or "customer")
-    key = identity.key_fields[0]
-    rows = lake.table(identity).read(
-        columns=[key],
-        where=pl.col(key).is_in(list(ids)) & (pl.col("deleted") == False),  # noqa: E712
-    )
-    return set(rows[key].to_pylist())

@@ -1,4 +1,4 @@
-"""Hubspoke's code location: assets, checks, jobs, sensor, schedule and the stack resource."""
+"""Hubspoke's code location: assets, checks, jobs, sensor, schedules and the stack resource."""
 
 import dagster as dg
 
@@ -6,11 +6,11 @@ from hubspoke.config import Settings
 from pipelines.assets import DOMAIN_ASSETS, SIDE_TABLE_SPECS, ingest_identity_events
 from pipelines.checks import CONVERGENCE_CHECKS, RECONCILIATION_CHECKS
 from pipelines.erasure import erasure_job
-from pipelines.jobs import domain_sync_job, identity_ingestion_job
+from pipelines.jobs import DOMAIN_SYNC_JOBS, identity_ingestion_job
 from pipelines.maintenance import build_upkeep_schedules, lake_maintenance_job, retention_job
 from pipelines.quality import QUALITY_CHECKS, hourly_lake_checks, lake_checks_job
 from pipelines.resources import HubspokeResource
-from pipelines.schedules import build_nightly_domain_sync
+from pipelines.schedules import build_nightly_syncs
 from pipelines.sensors import identity_events_sensor
 
 defs = dg.Definitions(
@@ -18,7 +18,7 @@ defs = dg.Definitions(
     asset_checks=[*CONVERGENCE_CHECKS, *RECONCILIATION_CHECKS, *QUALITY_CHECKS],
     jobs=[
         identity_ingestion_job,
-        domain_sync_job,
+        *DOMAIN_SYNC_JOBS,
         lake_checks_job,
         lake_maintenance_job,
         retention_job,
@@ -26,7 +26,7 @@ defs = dg.Definitions(
     ],
     sensors=[identity_events_sensor],
     schedules=[
-        build_nightly_domain_sync(Settings.from_env()),
+        *build_nightly_syncs(),
         hourly_lake_checks,
         *build_upkeep_schedules(Settings.from_env()),
     ],

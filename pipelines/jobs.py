@@ -1,9 +1,19 @@
 """The two ways data reaches the lake: identity ingestion in real time, domain syncs nightly."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from pipelines.assets import DOMAIN_ASSETS, ingest_identity_events
+from lake_schema import Contract, load_catalog
+from pipelines.assets import ingest_identity_events
 from pipelines.checks import CONVERGENCE_CHECKS
+
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export it at the top level
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 WRITER_TAG = "hubspoke/writer"
 """Run tag naming the lake writer of a run; dagster.yaml allows one run per writer at a time."""
@@ -20,9 +30,19 @@ identity_ingestion_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-domain_sync_job = dg.define_asset_job(
-    name="domain_sync_job",
-    selection=dg.AssetSelection.assets(*DOMAIN_ASSETS),
-    description="Sync every domain's changes since its watermark into the lake, then reconcile.",
-    tags={WRITER_TAG: "sync"},
-)
+
+def build_domain_sync_job(contract: Contract) -> UnresolvedAssetJobDefinition:
+    """One domain's nightly sync and its reconciliation, partitioned by the spoke's nights.
+
+    A job per domain: spokes sync in their own windows and time zones, so their partitions
+    differ and cannot share a job.
+    """
+    return dg.define_asset_job(
+        name=f"sync_{contract.table_name}_job",
+        selection=dg.AssetSelection.assets(contract.table_name),
+        description=f"Sync what {contract.owner} changed since the watermark, then reconcile.",
+        tags={WRITER_TAG: f"sync.{contract.table_name}"},
+    )
+
+
+DOMAIN_SYNC_JOBS = [build_domain_sync_job(c) for c in load_catalog().extensions()]

@@ -1,20 +1,22 @@
-"""The nightly domain sync, at 02:00 in the configured time zone."""
+"""The nightly domain syncs: each spoke at its own window, in its own time zone."""
 
 import dagster as dg
 
-from hubspoke.config import Settings
-from pipelines.jobs import domain_sync_job
-
-NIGHTLY_CRON = "0 2 * * *"
+from pipelines.jobs import DOMAIN_SYNC_JOBS
 
 
-def build_nightly_domain_sync(settings: Settings) -> dg.ScheduleDefinition:
-    """The nightly sync of every domain, in `settings.schedule_timezone` (HUBSPOKE_SCHEDULE_TZ)."""
-    return dg.ScheduleDefinition(
-        name="nightly_domain_sync",
-        job=domain_sync_job,
-        cron_schedule=NIGHTLY_CRON,
-        execution_timezone=settings.schedule_timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Copy what every domain changed since its last sync into the lake, nightly.",
-    )
+def build_nightly_syncs() -> list[dg.ScheduleDefinition]:
+    """A schedule per domain job: at the end of each night's partition, that night runs.
+
+    The window and zone come from the partitions (`Settings.sync_window`, from
+    HUBSPOKE_SYNC_WINDOWS and HUBSPOKE_SCHEDULE_TZ).
+    """
+    return [
+        dg.build_schedule_from_partitioned_job(
+            job,
+            name=job.name.removeprefix("sync_").removesuffix("_job") + "_nightly",
+            description="Copy what the domain changed since its last sync into the lake.",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        )
+        for job in DOMAIN_SYNC_JOBS
+    ]

@@ -14,8 +14,14 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from hubspoke.events import IdentityEvent
+from spokes.arrow_stream import stream_batches
 from spokes.databases import Database, Engine, Row, SqliteDatabase
+
+STAMP = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,16 @@ class Spoke(ABC):
     @abstractmethod
     def domain_to_contract(self, row: dict[str, Any]) -> dict[str, Any]:
         """A local domain row mapped into the domain contract (may break it: the sync checks)."""
+
+    def domain_batch_to_contract(self, batch: pa.RecordBatch) -> pa.Table | None:
+        """A batch of local domain rows mapped into the contract at once, or None when this spoke
+        maps row by row. Raises `pa.ArrowInvalid` when some row does not convert: the sync then
+        maps that batch row by row to name the culprits."""
+        return None
+
+    def stamps_to_arrow(self, values: pa.Array) -> pa.Array:
+        """Local timestamps as UTC Arrow timestamps (vectorised where the encoding allows)."""
+        return pa.array([self.stamp_from_local(v) for v in values.to_pylist()], STAMP)
 
     @abstractmethod
     def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
@@ -274,6 +290,41 @@ class Spoke(ABC):
             else:
                 upserts.append(self.domain_to_contract(row))
         return DomainChanges(upserts, deleted, high)
+
+    def changed_batches(self, since: datetime | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Local domain rows changed after `since` (all when None) as Arrow batches, each with a
+        boolean `hubspoke_deleted` column (soft-deleted rows included, to propagate them)."""
+        s = self.schema
+        sql = f"SELECT *, ({s.domain_deleted}) AS hubspoke_deleted FROM {s.domain_table}"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += f" WHERE {s.domain_updated} > ?"  # served by the index on the change time
+            params = (self.stamp_to_local(since),)
+        for batch in stream_batches(self.db, sql, params, batch_rows):
+            flags = pc.cast(batch.column("hubspoke_deleted"), pa.bool_())
+            yield batch.set_column(
+                batch.schema.get_field_index("hubspoke_deleted"), "hubspoke_deleted", flags
+            )
+
+    def live_keys(self, batch_rows: int = 500_000) -> Iterator[pa.Array]:
+        """The keys of every live domain row, as Arrow string arrays (for hard-delete detection)."""
+        s = self.schema
+        sql = f"SELECT {s.domain_key} AS k FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
+        for batch in stream_batches(self.db, sql, (), batch_rows):
+            yield pc.cast(batch.column("k"), pa.string())
+
+    def version_batches(self, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """(key, updated_at) of every live domain row, as Arrow batches (for reconciliation)."""
+        s = self.schema
+        sql = (
+            f"SELECT {s.domain_key} AS k, {s.domain_updated} AS u FROM {s.domain_table}"
+            f" WHERE NOT ({s.domain_deleted})"
+        )
+        for batch in stream_batches(self.db, sql, (), batch_rows):
+            yield pa.record_batch(
+                [pc.cast(batch.column("k"), pa.string()), self.stamps_to_arrow(batch.column("u"))],
+                names=["key", "updated_at"],
+            )
 
     def fetch_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """Current live domain rows for `keys`, mapped into the contract."""
@@ -465,6 +516,10 @@ class IsoTextEncodings:
     def stamp_from_local(self, value: str) -> datetime:
         """Fixed-width ISO text as an aware UTC datetime."""
         return parse_iso_stamp(value)
+
+    def stamps_to_arrow(self, values: pa.Array) -> pa.Array:
+        """Fixed-width ISO text as UTC Arrow timestamps, parsed by Arrow."""
+        return pc.cast(pc.cast(values, pa.string()), STAMP)
 
     def flag_to_local(self, deleted: bool) -> int:
         """The deleted flag as 0 or 1."""

@@ -58,6 +58,11 @@ class Database:
         """Close the connection."""
         self._con.close()
 
+    @property
+    def connection(self) -> Any:
+        """The DB-API connection (for streamed reads that need a cursor of their own kind)."""
+        return self._con
+
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         """One local transaction: everything executed inside commits together or not at all."""
@@ -211,6 +216,12 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, **overrides: Any) -> None:
         super().__init__(psycopg.connect(url, autocommit=True, row_factory=dict_row, **overrides))
+
+    @property
+    def conninfo(self) -> str:
+        """libpq connection string of this database, for a second (Arrow) connection."""
+        password = self._con.info.password
+        return self._con.info.dsn + (f" password={password}" if password else "")
 
     @classmethod
     def create(cls, server_url: str, name: str) -> PostgresDatabase:

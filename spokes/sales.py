@@ -7,6 +7,9 @@ from decimal import Decimal
 from random import Random
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from spokes.base import IsoTextEncodings, LocalSchema, Spoke, iso_stamp, parse_iso_stamp
 
 _REPS = ["Ada Byron", "Grace Hopper", "Alan Kay", "Barbara Liskov", "Ken Iverson", None]
@@ -112,6 +115,20 @@ class SalesSpoke(IsoTextEncodings, Spoke):
             "credit_limit": Decimal(row["credit_limit"]),
             "updated_at": parse_iso_stamp(row["updated_at"]),
         }
+
+    def domain_batch_to_contract(self, batch: pa.RecordBatch) -> pa.Table:
+        money = pa.decimal128(18, 2)
+        return pa.table(
+            {
+                "customer_id": pc.cast(batch.column("customer_id"), pa.string()),
+                "account_value": pc.cast(
+                    pc.cast(batch.column("account_value"), pa.string()), money
+                ),
+                "sales_rep": pc.cast(batch.column("owner_rep"), pa.string()),
+                "credit_limit": pc.cast(pc.cast(batch.column("credit_limit"), pa.string()), money),
+                "updated_at": self.stamps_to_arrow(batch.column("updated_at")),
+            }
+        )
 
     def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
         return {"deleted_at": iso_stamp(at)}

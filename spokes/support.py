@@ -6,8 +6,11 @@ from datetime import datetime
 from random import Random
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from hubspoke.timestamps import from_micros, to_micros
-from spokes.base import LocalSchema, Spoke
+from spokes.base import STAMP, LocalSchema, Spoke
 
 TIERS = {"B": "basic", "S": "silver", "G": "gold", "P": "platinum"}
 """Legacy tier codes -> contract values; any other code breaks the contract and is quarantined."""
@@ -88,6 +91,9 @@ class SupportSpoke(Spoke):
 
     def stamp_from_local(self, value: int) -> datetime:
         return from_micros(int(value))
+
+    def stamps_to_arrow(self, values: pa.Array) -> pa.Array:
+        return pc.cast(pc.cast(values, pa.int64()), STAMP)
 
     def flag_to_local(self, deleted: bool) -> str:
         return "Y" if deleted else "N"

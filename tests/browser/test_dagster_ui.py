@@ -115,8 +115,8 @@ def test_automation_shows_the_schedule_and_the_sensor(
     browser: webdriver.Chrome, dagster_url: str, screenshot: Callable[[str], Path]
 ) -> None:
     browser.get(f"{dagster_url}/automation")
-    wait_for_texts(browser, ["nightly_domain_sync", "identity_events_sensor", "02:00"])
+    wait_for_texts(browser, ["customer_sales_domain_nightly", "identity_events_sensor"])
     dismiss_newsletter(browser)
     screenshot("dagster-automation")
     browser.get(f"{dagster_url}/jobs")
-    wait_for_texts(browser, ["erasure_job", "domain_sync_job", "identity_ingestion_job"])
+    wait_for_texts(browser, ["erasure_job", "sync_customer_sales_domain_job", "identity_ingestion_job"])

@@ -17,9 +17,12 @@ catalog = load_catalog()
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {"identity_ingestion_job", "domain_sync_job"} <= set(repo.job_names)
+    assert {"identity_ingestion_job", "sync_customer_sales_domain_job"} <= set(repo.job_names)
     assert repo.get_sensor_def("identity_events_sensor").job_name == "identity_ingestion_job"
-    assert repo.get_schedule_def("nightly_domain_sync").job_name == "domain_sync_job"
+    assert (
+        repo.get_schedule_def("customer_sales_domain_nightly").job_name
+        == "sync_customer_sales_domain_job"
+    )
 
 
 def test_one_domain_asset_per_extension_contract() -> None:
@@ -49,13 +52,12 @@ def test_hub_writes_the_log_and_every_identity_table_in_one_step() -> None:
 
 def test_jobs_carry_checks_and_writer_tags() -> None:
     repo = defs.get_repository_def()
-    sync_job = repo.get_job("domain_sync_job")
-    assert sync_job.tags["hubspoke/writer"] == "sync"
     assert repo.get_job("identity_ingestion_job").tags["hubspoke/writer"] == "hub"
-    checks = sync_job.asset_layer.asset_graph.asset_check_keys
-    assert {k.asset_key.to_user_string() for k in checks} == {
-        c.table_name for c in catalog.extensions()
-    }
+    for contract in catalog.extensions():
+        sync_job = repo.get_job(f"sync_{contract.table_name}_job")
+        assert sync_job.tags["hubspoke/writer"] == f"sync.{contract.table_name}"
+        checks = sync_job.asset_layer.asset_graph.asset_check_keys
+        assert {k.asset_key.to_user_string() for k in checks} == {contract.table_name}
 
 
 def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""The sync against the sales spoke on a real PostgreSQL: late commits, hard deletes, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hubspoke.bus.sqlite import SqliteBus
+from hubspoke.config import Settings
+from hubspoke.stack import Stack
+from hubspoke.sync import reconcile, sync_domain, watermark
+from spokes.base import iso_stamp
+from spokes.databases import drop_local_databases
+
+pytestmark = pytest.mark.services
+
+SALES = {"account_value": "100.00", "owner_rep": "Ada Byron", "credit_limit": "500.00"}
+
+
+@pytest.fixture
+def local(tmp_path: Path, services: None) -> Iterator[Stack]:
+    """A local stack (sales on PostgreSQL) with the embedded bus; its databases are dropped."""
+    settings = Settings(home=tmp_path / "h", stack="local")
+    try:
+        with Stack.create(settings, bus=SqliteBus(settings.home / "bus" / "events.sqlite")) as s:
+            yield s
+    finally:
+        drop_local_databases(settings)
+
+
+def test_row_committed_late_with_an_older_timestamp_is_not_missed(local: Stack) -> None:
+    sales = local.spokes["sales"]
+    contract = local.catalog.extension("sales")
+    early, late = (sales.create_customer(n, f"{n}@example.com") for n in ("early", "late"))
+    local.propagate()
+
+    # A transaction that starts before the sync, stamps its row then, and commits after it.
+    other = psycopg.connect(sales.db.conninfo)
+    stamp = iso_stamp(sales.now())
+    other.execute("INSERT INTO account VALUES (%s, '7.00', NULL, '0.00', %s, NULL)", (late, stamp))
+    sales.save_domain(early, SALES)  # committed, with a later timestamp
+    [first] = local.sync(["sales"])
+    assert first.upserted == 1 and watermark(local.lake, contract) > sales.stamp_from_local(stamp)
+    other.commit()
+    other.close()
+
+    # A plain "updated_at > last watermark" cursor misses it for good ...
+    no_overlap = sync_domain(local.lake, sales, contract, overlap=timedelta(0))
+    assert no_overlap.upserted == 0
+    # ... the overlap window finds it.
+    [second] = local.sync(["sales"])
+    assert second.upserted == 1
+    assert reconcile(local.lake, sales, contract).ok
+
+
+def test_hard_and_soft_deletes_and_quarantine_on_postgres(local: Stack) -> None:
+    sales = local.spokes["sales"]
+    contract = local.catalog.extension("sales")
+    ids = [sales.create_customer(f"c{i}", f"c{i}@example.com") for i in range(40)]
+    local.propagate()
+    for c in ids:
+        sales.save_domain(c, SALES)
+    orphan = "00000000-0000-4000-8000-000000000000"  # no identity in the hub
+    sales.db.execute(
+        "INSERT INTO account VALUES (?, '1.00', NULL, '0.00', ?, NULL)",
+        (orphan, iso_stamp(sales.now())),
+    )
+    [first] = local.sync(["sales"])
+    assert first.upserted == 40 and first.quarantined == 1
+
+    hard, soft = ids[:5], ids[5:8]
+    sales.db.execute(f"DELETE FROM account WHERE customer_id IN ({','.join('?' * 5)})", hard)
+    for c in soft:
+        sales.delete_customer(c)
+    [second] = local.sync(["sales"])
+    assert second.hard_deleted == 5 and second.deleted == 8
+    lake = set(local.lake.table(contract).read(columns=["customer_id"])["customer_id"].to_pylist())
+    assert lake == set(ids[8:])
+    check = reconcile(local.lake, sales, contract)
+    assert check.ok and check.quarantined == 1
