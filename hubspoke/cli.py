@@ -299,6 +299,8 @@ def erase_customer(
         + f"; bus messages forgotten {certificate['bus_messages_forgotten']};"
         f" subject {certificate['subject_hash'][:16]}..."
     )
+
+
 _FAILED = {True: "[yellow]warn[/]", False: "[red]FAIL[/]"}
 
 

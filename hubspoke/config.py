@@ -63,6 +63,7 @@ class Settings:
     def keys_file(self) -> Path:
         """Where the API's keys are read from."""
         return self.api_keys_file or self.home / "api_keys.json"
+
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
     DAGSTER_HOME=deploy/postgres (read there by dagster.yaml); unset, Dagster stores in SQLite."""

@@ -301,6 +301,7 @@ class Contract(BaseModel):
                 raise ValueError(f"{self.name}: erasure redacts {name!r} to null; it is required")
             if value is not None and f.type not in ("string", "object"):
                 raise ValueError(f"{self.name}: erasure replaces {name!r} ({f.type}) with text")
+
     def _check_expiry(self, expire: Expiry, names: list[str]) -> None:
         by = {f.name: f for f in self.fields}.get(expire.by)
         if by is None or by.type != "timestamp":

@@ -119,4 +119,6 @@ def test_automation_shows_the_schedule_and_the_sensor(
     dismiss_newsletter(browser)
     screenshot("dagster-automation")
     browser.get(f"{dagster_url}/jobs")
-    wait_for_texts(browser, ["erasure_job", "sync_customer_sales_domain_job", "identity_ingestion_job"])
+    wait_for_texts(
+        browser, ["erasure_job", "sync_customer_sales_domain_job", "identity_ingestion_job"]
+    )
