@@ -73,6 +73,19 @@ def asset_tags(contract: Contract) -> dict[str, str]:
     }
 
 
+def table_spec(contract: Contract) -> dg.AssetSpec:
+    """The asset spec of a lake table: key, description, owners, kinds, schema and tags."""
+    return dg.AssetSpec(
+        key=contract.table_name,
+        description=contract.description,
+        group_name=contract.owner,
+        owners=owners(contract),
+        kinds={"delta"},
+        metadata=definition_metadata(contract),
+        tags=asset_tags(contract),
+    )
+
+
 def table_state(table: LakeTable) -> dict[str, dg.MetadataValue]:
     """A lake table's Delta version and row count after a write."""
     return {

@@ -6,7 +6,7 @@ import dagster as dg
 
 from hubspoke.ingest import BatchReport
 from lake_schema import Contract, load_catalog
-from pipelines.metadata import asset_tags, definition_metadata, owners, table_state
+from pipelines.metadata import table_spec, table_state
 from pipelines.pools import HUB_POOL
 from pipelines.resources import HubspokeResource
 
@@ -16,21 +16,8 @@ IDENTITIES: list[Contract] = _catalog.identities()
 """One identity table per entity (customer now; product and invoice later)."""
 
 
-def _spec(contract: Contract) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=contract.table_name,
-        description=contract.description,
-        group_name=contract.owner,
-        owners=owners(contract),
-        kinds={"delta"},
-        metadata=definition_metadata(contract),
-        tags=asset_tags(contract),
-        skippable=False,
-    )
-
-
 # The log is listed first: each micro-batch commits it before merging the identity tables.
-IDENTITY_SPECS = [_spec(EVENT_LOG), *(_spec(c) for c in IDENTITIES)]
+IDENTITY_SPECS = [table_spec(c) for c in [EVENT_LOG, *IDENTITIES]]
 
 
 @dg.multi_asset(

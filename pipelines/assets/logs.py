@@ -9,22 +9,14 @@ import dagster as dg
 from lake_schema import load_catalog
 from pipelines.assets.domains import DOMAIN_ASSETS
 from pipelines.assets.identity import IDENTITY_SPECS
-from pipelines.metadata import asset_tags, definition_metadata, owners
+from pipelines.metadata import table_spec
 
 _materialized = {spec.key for spec in IDENTITY_SPECS} | {
     key for asset in DOMAIN_ASSETS for key in asset.keys
 }
 
 SIDE_TABLE_SPECS = [
-    dg.AssetSpec(
-        key=contract.table_name,
-        description=contract.description,
-        group_name=contract.owner,
-        owners=owners(contract),
-        kinds={"delta"},
-        metadata=definition_metadata(contract),
-        tags=asset_tags(contract),
-    )
+    table_spec(contract)
     for contract in load_catalog().tables()
     if dg.AssetKey(contract.table_name) not in _materialized
 ]

@@ -74,6 +74,14 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(home:
             consumer.send_signal(signal.SIGKILL)
             kills += 1
         consumer.wait()
+    consume_to_the_end(env)
+    assert kills >= 1, "the consumer finished before any kill: make the backlog larger"
+
+    assert_converged(home, published)
+
+
+def consume_to_the_end(env: dict[str, str]) -> None:
+    """Run `hubspoke consume` once, uninterrupted, to the end of the backlog."""
     subprocess.run(
         [sys.executable, "-m", "hubspoke.cli", "consume"],
         env=env,
@@ -81,9 +89,6 @@ def test_consumer_killed_repeatedly_converges_without_loss_or_double_apply(home:
         stdout=subprocess.DEVNULL,
         timeout=300,
     )
-    assert kills >= 1, "the consumer finished before any kill: make the backlog larger"
-
-    assert_converged(home, published)
 
 
 def assert_converged(home: Path, published: list[IdentityEvent]) -> dict[str, int]:
@@ -193,13 +198,7 @@ def test_consumer_killed_at_each_commit_point_loses_nothing_and_applies_nothing_
     killed = subprocess.run([sys.executable, "-c", KILLER, point, at_call], env=env, timeout=300)
     assert killed.returncode == -signal.SIGKILL, f"the consumer was not killed at {point}"
 
-    subprocess.run(
-        [sys.executable, "-m", "hubspoke.cli", "consume"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=300,
-    )
+    consume_to_the_end(env)
     counts = assert_converged(home, published)
     if point == "after-commit-before-ack":
         assert counts["duplicate"] > 0, "the redelivered batch was not recorded as duplicates"
