@@ -41,7 +41,7 @@ QueryHook = Callable[[str, Sequence[Any]], None]
 """Called with the SQL text and its parameters before each query runs."""
 
 LOG_TABLE = "identity_events"
-INDEX_OVERLAY_MAX = 50_000
+INDEX_OVERLAY_MAX = 150_000
 """Changed rows kept beside the indexed full join before the index is rebuilt from scratch."""
 PROJECT_STEP = "project"
 """The commit metadata `step` of the hub's merges into an identity table (see hubspoke.ingest)."""
@@ -264,7 +264,7 @@ class Snapshot:
                     rows = self._writer.sql(
                         f"SELECT * FROM {joined} WHERE {quote(key)} IN (SELECT {quote(key)} FROM {name})"
                     ).to_arrow_table()
-                if index is not None and len(index.overlay) + len(ids) <= INDEX_OVERLAY_MAX:
+                if index is not None and index.overlay_size + len(ids) <= INDEX_OVERLAY_MAX:
                     index = index.updated(ids, rows.to_pylist(), key)
                 else:
                     index = None

@@ -6,6 +6,7 @@ of joining a million identity rows with each extension per request.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,10 @@ def update_sql(identity: Contract, extensions: Sequence[Contract], ids_from: str
 Row = dict[str, Any]
 
 
+OVERLAY_CHAIN_MAX = 32
+"""Refreshes whose changes an index chains before flattening them into one dict."""
+
+
 @dataclass(frozen=True)
 class RowIndex:
     """Key -> joined row of one entity, in memory: a lookup costs microseconds and no query.
@@ -86,14 +91,14 @@ class RowIndex:
 
     base: pa.Table
     positions: Mapping[str, int]
-    overlay: Mapping[str, Row | None]
-    """Rows changed since `base` was taken; None for a row that is gone."""
+    overlay: ChainMap[str, Row | None]
+    """Rows changed since `base` was taken, newest refresh first; None for a row that is gone."""
 
     @classmethod
     def of(cls, rows: pa.Table, key: str) -> RowIndex:
         """An index over a full join."""
         keys = rows.column(key).to_pylist()
-        return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), {})
+        return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), ChainMap())
 
     def get(self, key: str) -> Row | None:
         """The joined row of `key`, or None."""
@@ -106,4 +111,14 @@ class RowIndex:
         """A new index with the rows of `keys` replaced by `rows` (keys without a row are gone)."""
         changed: dict[str, Row | None] = dict.fromkeys(keys)
         changed |= {row[key]: row for row in rows}
-        return RowIndex(self.base, self.positions, {**self.overlay, **changed})
+        # Chained, not copied: every refresh would otherwise copy all changes since the last
+        # full join. Flattened once the chain is long, so lookups stay a few dict probes.
+        overlay = self.overlay.new_child(changed)
+        if len(overlay.maps) > OVERLAY_CHAIN_MAX:
+            overlay = ChainMap(dict(overlay))
+        return RowIndex(self.base, self.positions, overlay)
+
+    @property
+    def overlay_size(self) -> int:
+        """How many changed rows the overlay holds at most (a key changed twice counts twice)."""
+        return sum(len(m) for m in self.overlay.maps)
