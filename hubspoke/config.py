@@ -59,11 +59,6 @@ class Settings:
     api_workers: int = 1
     """HUBSPOKE_API_WORKERS: uvicorn worker processes of `hubspoke serve`."""
 
-    @property
-    def keys_file(self) -> Path:
-        """Where the API's keys are read from."""
-        return self.api_keys_file or self.home / "api_keys.json"
-
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
     DAGSTER_HOME=deploy/postgres (read there by dagster.yaml); unset, Dagster stores in SQLite."""
@@ -115,6 +110,11 @@ class Settings:
                 f"HUBSPOKE_BATCH_SIZE={self.batch_size} must be between 1 and 1000000"
             )
 
+    @property
+    def keys_file(self) -> Path:
+        """Where the API's keys are read from."""
+        return self.api_keys_file or self.home / "api_keys.json"
+
     def sync_window(self, spoke: str) -> tuple[time, ZoneInfo]:
         """The local time of day and time zone of `spoke`'s nightly sync."""
         raw = self.sync_windows.get(spoke, f"02:00@{self.schedule_timezone}")
@@ -150,15 +150,12 @@ class Settings:
     def from_env(cls, home: Path | None = None, stack: str | None = None) -> Settings:
         """Settings from the environment; CLI flags (`home`, `stack`) win over variables."""
         env = os.environ
-        raw_batch = env.get("HUBSPOKE_BATCH_SIZE", "20000")
-        if not raw_batch.isdigit():
-            raise ConfigError(f"HUBSPOKE_BATCH_SIZE={raw_batch!r} must be a whole number")
         defaults = cls()
         return cls(
             home=home or Path(env.get("HUBSPOKE_HOME", ".hubspoke")),
             stack=stack or env.get("HUBSPOKE_STACK", "embedded"),  # type: ignore[arg-type]
             schedule_timezone=env.get("HUBSPOKE_SCHEDULE_TZ", "UTC"),
-            batch_size=int(raw_batch),
+            batch_size=_whole("HUBSPOKE_BATCH_SIZE", env.get("HUBSPOKE_BATCH_SIZE", "20000")),
             projection_interval_s=_seconds(
                 "HUBSPOKE_PROJECTION_INTERVAL_S", env.get("HUBSPOKE_PROJECTION_INTERVAL_S", "5")
             ),
@@ -177,14 +174,18 @@ class Settings:
             ),
             api_workers=_whole("HUBSPOKE_API_WORKERS", env.get("HUBSPOKE_API_WORKERS", "1")),
             dagster_pg_url=env.get("HUBSPOKE_DAGSTER_PG_URL") or None,
-            sync_overlap_min=_whole("HUBSPOKE_SYNC_OVERLAP_MIN", "15"),
-            sync_batch_rows=_whole("HUBSPOKE_SYNC_BATCH_ROWS", "50000"),
+            sync_overlap_min=_whole(
+                "HUBSPOKE_SYNC_OVERLAP_MIN", env.get("HUBSPOKE_SYNC_OVERLAP_MIN", "15")
+            ),
+            sync_batch_rows=_whole(
+                "HUBSPOKE_SYNC_BATCH_ROWS", env.get("HUBSPOKE_SYNC_BATCH_ROWS", "50000")
+            ),
             sync_windows=_windows(env.get("HUBSPOKE_SYNC_WINDOWS", "")),
         )
 
 
 def _whole(name: str, raw: str) -> int:
-    if not raw.isdigit():
+    if not raw.strip().isdigit():
         raise ConfigError(f"{name}={raw!r} must be a whole number")
     return int(raw)
 
@@ -197,13 +198,6 @@ def _seconds(name: str, raw: str) -> float:
     if not 0 <= value <= 86_400:
         raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 to 86400")
     return value
-
-
-def _whole(name: str, default: str) -> int:
-    raw = os.environ.get(name, default)
-    if not raw.strip().isdigit():
-        raise ConfigError(f"{name}={raw!r} must be a whole number")
-    return int(raw)
 
 
 def _windows(raw: str) -> dict[str, str]:
