@@ -22,7 +22,7 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -427,23 +427,10 @@ class Hub:
         return [parse_event(b.encode(), self.lake.catalog) for b in rows["body"].to_pylist()]
 
     def _project(self, contract: Contract, log_rows: list[dict[str, Any]], batch: int) -> None:
-        """Re-apply logged, applied events onto the identity table (crash recovery).
-
-        Batch by batch, as they were first applied: folding a late event into the batch it
-        arrived in gives a different version than folding all events at once, and spokes
-        must never see two states with one version.
-        """
-        by_batch: dict[int, dict[str, list[IdentityEvent]]] = defaultdict(lambda: defaultdict(list))
-        for r in log_rows:
-            by_batch[r["batch"]][r["entity_id"]].append(event_from_log(r))
-        states = self._states(contract, {r["entity_id"] for r in log_rows})
-        changed: dict[str, State] = {}
-        for logged_batch in sorted(by_batch):
-            for entity_id, events in by_batch[logged_batch].items():
-                after, _ = fold(states.get(entity_id), events, contract.key_fields[0])
-                if after is not None:
-                    states[entity_id] = changed[entity_id] = after
-        self._merge(contract, list(changed.values()), batch)
+        """Re-apply logged, applied events onto the identity table (crash recovery)."""
+        current = self._states(contract, {r["entity_id"] for r in log_rows})
+        resolved = fold_logged_batches(contract, log_rows, current)
+        self._merge(contract, list(resolved.values()), batch)
 
     def _merge(self, contract: Contract, states: list[State], batch: int) -> None:
         table: LakeTable = self.lake.table(contract)
@@ -503,6 +490,29 @@ def _log_row(
         "hub_version": version,
         "batch": batch,
     }
+
+
+def fold_logged_batches(
+    contract: Contract, log_rows: Sequence[dict[str, Any]], current: Mapping[str, State]
+) -> dict[str, State]:
+    """The states after folding logged, applied events onto `current`, by id.
+
+    Batch by batch, as the hub first applied them: folding a late event into the batch it
+    arrived in gives a different version than folding several batches at once, and spokes
+    must never see two states with one version.
+    """
+    per_id: dict[str, dict[int, list[IdentityEvent]]] = defaultdict(lambda: defaultdict(list))
+    for row in log_rows:
+        per_id[row["entity_id"]][row["batch"]].append(event_from_log(row))
+    key = contract.key_fields[0]
+    resolved = {}
+    for entity_id, batches in per_id.items():
+        state = current.get(entity_id)
+        for batch in sorted(batches):
+            state, _ = fold(state, batches[batch], key)
+        if state is not None:
+            resolved[entity_id] = state
+    return resolved
 
 
 def event_from_log(row: dict[str, Any]) -> IdentityEvent:

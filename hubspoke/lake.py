@@ -127,7 +127,7 @@ class LakeTable:
 
     def schema_change(self) -> SchemaChange:
         """How the contract differs from the table on disk."""
-        return compare(self.contract, pa.schema(self.delta().schema().to_arrow()))
+        return compare(self.contract, self.stored_schema())
 
     def evolve(self) -> list[str]:
         """Add the contract's new nullable fields in place; refuse a breaking change first.
@@ -355,11 +355,8 @@ class LakeTable:
         removed = dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
         # Change-data files of earlier commits hold the rows those commits changed; vacuum
         # only removes what the current log tombstones.
+        cdc_files = self._vacuum_change_data(timedelta(0))
         log = self.path / "_delta_log"
-        change_data = self.path / "_change_data"
-        cdc_files = sorted(change_data.rglob("*.parquet")) if change_data.is_dir() else []
-        for path in cdc_files:
-            path.unlink()
         dt.create_checkpoint()
         version = dt.version()
         stale = [p for p in log.iterdir() if p.name[:20].isdigit() and int(p.name[:20]) < version]
@@ -440,7 +437,7 @@ class LakeTable:
         # data files, they go.
         cutoff = time.time() - history.total_seconds()
         gone = []
-        for path in (self.path / "_change_data").glob("*.parquet"):
+        for path in (self.path / "_change_data").rglob("*.parquet"):
             if path.stat().st_mtime <= cutoff:
                 path.unlink()
                 gone.append(str(path.relative_to(self.path)))

@@ -26,10 +26,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from hubspoke.events import IdentityEvent
-from hubspoke.ingest import INGEST_APP, PROJECTION_APP, event_from_log
+from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
-from hubspoke.resolve import APPLIED, State, fold
+from hubspoke.resolve import APPLIED, State
 from hubspoke_graphql import wide
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
 from hubspoke_graphql.wide import quote
@@ -320,9 +319,8 @@ class Snapshot:
             start = starts[f.table.name]
             events = [r for r in by_entity.get(contract.entity or "", []) if r["batch"] > start]
             if events:
-                self._upsert(
-                    contract, _fold_batches(contract, events, self._rows(contract, events))
-                )
+                resolved = fold_logged_batches(contract, events, self._rows(contract, events))
+                self._upsert(contract, list(resolved.values()))
 
     def _rows(self, contract: Contract, events: list[dict[str, Any]]) -> dict[str, State]:
         key = contract.key_fields[0]
@@ -348,26 +346,6 @@ class Snapshot:
             yield "hubspoke_incoming"
         finally:
             self._writer.unregister("hubspoke_incoming")
-
-
-def _fold_batches(
-    contract: Contract, events: list[dict[str, Any]], current: Mapping[str, State]
-) -> list[State]:
-    """The states after folding each id's events batch by batch, as the hub did."""
-    # The hub folds each batch onto the state the previous batches left; folding several batches
-    # at once could order a late delete differently and count `version` differently.
-    per_id: dict[str, dict[int, list[IdentityEvent]]] = defaultdict(lambda: defaultdict(list))
-    for row in events:
-        per_id[row["entity_id"]][row["batch"]].append(event_from_log(row))
-    key = contract.key_fields[0]
-    resolved = []
-    for entity_id, batches in per_id.items():
-        state = current.get(entity_id)
-        for batch in sorted(batches):
-            state, _ = fold(state, batches[batch], key)
-        if state is not None:
-            resolved.append(state)
-    return resolved
 
 
 def _delta(table: LakeTable) -> DeltaTable | None:
