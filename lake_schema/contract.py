@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 _SCALARS: dict[str, pa.DataType] = {
@@ -73,21 +73,23 @@ def format_duration(span: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(lambda v: v if isinstance(v, timedelta) else parse_duration(str(v))),
+]
+"""A contract duration field: `15m`, `26h`, `90d` in YAML, a timedelta in Python."""
+
+
 class Expiry(BaseModel):
     """Fields whose values a table keeps only for a while (payloads), and what replaces them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    after: timedelta
+    after: Duration
     by: str
     """The timestamp field a row's age is measured from."""
     set: dict[str, str | None]
     """Field -> value it holds once expired (null only for nullable fields)."""
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> timedelta:
-        return value if isinstance(value, timedelta) else parse_duration(str(value))
 
 
 class Retention(BaseModel):
@@ -95,14 +97,9 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    history: timedelta = timedelta(days=7)
+    history: Duration = timedelta(days=7)
     """Removed files stay this long for time travel and slow readers, then vacuum deletes them."""
     expire: Expiry | None = None
-
-    @field_validator("history", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> timedelta:
-        return value if isinstance(value, timedelta) else parse_duration(str(value))
 
 
 class Freshness(BaseModel):
@@ -110,12 +107,7 @@ class Freshness(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_age: timedelta
-
-    @field_validator("max_age", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> timedelta:
-        return value if isinstance(value, timedelta) else parse_duration(str(value))
+    max_age: Duration
 
 
 class Field(BaseModel):
