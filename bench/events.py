@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import socket
 import statistics
@@ -34,6 +33,7 @@ from hubspoke_graphql.access import create_keys_file, key_of_role
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_json
 from hubspoke.bus import IDENTITY_TOPIC, EventBus, SqliteBus
 from hubspoke.config import Settings
 from hubspoke.events import IdentityEvent
@@ -361,9 +361,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, value in out.items():
         table.add_row(key, str(value), targets.get(key, ""))
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {args.json}")
+    write_json(out, args.json, console)
     return out
 
 

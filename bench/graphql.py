@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.load import Outcome, drive
+from bench.report import write_json
 from hubspoke.config import Settings
 from hubspoke.lake import Lake
 from lake_schema import Contract, load_catalog
@@ -384,9 +385,7 @@ def report(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any
     )
     for label, met in targets:
         console.print(f"{'met' if met else 'MISSED'}: {label}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {args.json}")
+    write_json(out, args.json, console)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ as the syncs left it; compacted without clustering (the baseline); and after `La
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import statistics
@@ -29,6 +28,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_json
 from hubspoke.lake import LakeTable
 from lake_schema import load_catalog
 from lake_schema.contract import Retention
@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hubspoke-bench-") as workdir:
         out = run(args.scale, args.nights, args.reads, Path(workdir))
     show(out)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {args.json}")
+    write_json(out, args.json, console)
     return out
 
 

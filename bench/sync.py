@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_json
 from hubspoke.config import Settings
 from hubspoke.lake import Lake, Progress
 from hubspoke.sync import watermark_app
@@ -397,7 +398,7 @@ def main() -> None:
     console.print(table)
     console.print({"scale (rows -> sync s)": out["scale"], "sync result": full["sync"]})
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        write_json(out, args.json, console)
 
 
 if __name__ == "__main__":
