@@ -37,19 +37,7 @@ ASSETS = [
 def dagster_url(launch: Any, demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The webserver alone (no daemon: nothing here runs) with the project's definitions."""
     return launch(
-        lambda port: (
-            [
-                sys.executable,
-                "-m",
-                "dagster_webserver",
-                "-m",
-                "pipelines.definitions",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ]
-        ),
+        lambda port: [*WEBSERVER, "-p", str(port)],
         {
             "HUBSPOKE_HOME": str(demo_home),
             "DAGSTER_HOME": str(tmp_path_factory.mktemp("dagster_home")),
