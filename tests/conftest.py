@@ -25,3 +25,19 @@ def services() -> None:
 
     script = Path(__file__).resolve().parent.parent / ".ci" / "services.sh"
     subprocess.run(["bash", str(script)], check=True, timeout=300)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path, services: None) -> Iterator[Settings]:
+    """A local-stack home (PostgreSQL, MariaDB, RabbitMQ); databases and queues dropped after."""
+    from hubspoke.bus.rabbitmq import RabbitBus
+    from spokes.databases import drop_local_databases
+
+    settings = Settings(home=tmp_path / "h", stack="local")
+    try:
+        yield settings
+    finally:
+        bus = RabbitBus(settings.rabbitmq_url, namespace=settings.namespace)
+        bus.delete_namespace()
+        bus.close()
+        drop_local_databases(settings)

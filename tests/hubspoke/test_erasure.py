@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -26,7 +25,6 @@ from hubspoke.config import Settings
 from hubspoke.erasure import ErasureRequest, UnknownSubject, certificates, erase, subject_hash
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
-from spokes.databases import drop_local_databases
 
 NAME, EMAIL, NEW_EMAIL = "Zelda Quixotic-Vanterpool", "zelda.qv@example.org", "zqv@example.net"
 VAT, NEW_VAT = "DE999888777", "DE111222333"
@@ -194,21 +192,6 @@ def test_cli_prints_the_certificate_as_json(stack: Stack) -> None:
     assert certificate["tables"]["customer_identity"]["rows"] == 1
     assert certificate["spokes"]["billing"] == 2  # the identity row and its outbox event
     assert files_holding(stack.home, [NAME, EMAIL]) == []
-
-
-@pytest.fixture
-def local_settings(tmp_path: Path, services: None) -> Iterator[Settings]:
-    """A local-stack home (PostgreSQL, MariaDB, RabbitMQ); databases and queues dropped after."""
-    settings = Settings(home=tmp_path / "h", stack="local")
-    try:
-        yield settings
-    finally:
-        from hubspoke.bus.rabbitmq import RabbitBus
-
-        bus = RabbitBus(settings.rabbitmq_url, namespace=settings.namespace)
-        bus.delete_namespace()
-        bus.close()
-        drop_local_databases(settings)
 
 
 def server_rows_holding(settings: Settings, needles: list[str]) -> list[str]:

@@ -3,8 +3,6 @@ SQLite), driven end to end through the embedded SQLite bus."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,21 +12,10 @@ from hubspoke.config import Settings
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
 from hubspoke.sync import reconcile
-from spokes.databases import drop_local_databases
 
 pytestmark = pytest.mark.services
 
 COMPARED = ("name", "email", "updated_at", "deleted", "version")
-
-
-@pytest.fixture
-def settings(tmp_path: Path, services: None) -> Iterator[Settings]:
-    """A local-stack home; its server databases are dropped afterwards."""
-    settings = Settings(home=tmp_path / "h", stack="local")
-    try:
-        yield settings
-    finally:
-        drop_local_databases(settings)
 
 
 def open_stack(settings: Settings) -> Stack:
@@ -42,8 +29,8 @@ def held(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["id"]: {k: r[k] for k in COMPARED} for r in rows}
 
 
-def test_local_spokes_converge_with_the_lake_and_reconcile(settings: Settings) -> None:
-    with open_stack(settings) as stack:
+def test_local_spokes_converge_with_the_lake_and_reconcile(local_settings: Settings) -> None:
+    with open_stack(local_settings) as stack:
         engines = {name: spoke.db.engine for name, spoke in stack.spokes.items()}
         assert engines == {"sales": "postgres", "support": "mariadb", "billing": "sqlite"}
 
@@ -58,6 +45,6 @@ def test_local_spokes_converge_with_the_lake_and_reconcile(settings: Settings) -
             check = reconcile(stack.lake, stack.spokes[contract.owner], contract)
             assert check.ok and check.spoke_rows > 0, check
 
-    with open_stack(settings) as again:  # a second run on the same home finds the same databases
+    with open_stack(local_settings) as again:  # a second run on the same home finds the same databases
         for spoke in again.spokes.values():
             assert held(spoke.identities()) == lake
