@@ -1,4 +1,5 @@
-"""The `hubspoke` command line: demo, simulate, consume, sync, serve, status, erase."""
+"""The `hubspoke` command line: demo, init, simulate, consume, sync, serve, status, check, erase,
+audit, contracts, dead-letters."""
 
 from __future__ import annotations
 

@@ -305,14 +305,7 @@ class LakeTable:
 
     def delete_where(self, predicate: str, **metadata: Any) -> int:
         """Delete rows matching a SQL predicate; returns how many went."""
-        metrics = self._with_retries(
-            lambda dt: dt.delete(
-                predicate,
-                writer_properties=_WRITER,
-                commit_properties=CommitProperties(custom_metadata=metadata),
-            )
-        )
-        return int(metrics.get("num_deleted_rows", 0))
+        return self.rewrite_where(predicate, **metadata)["rows"]
 
     def rewrite_where(
         self, predicate: str, updates: Mapping[str, str] | None = None, **metadata: Any
@@ -324,23 +317,23 @@ class LakeTable:
 
         def op(dt: DeltaTable) -> dict[str, Any]:
             props = CommitProperties(custom_metadata=metadata)
+            before = dt.version()
             if updates is None:
-                return dt.delete(predicate, writer_properties=_WRITER, commit_properties=props)
-            return dt.update(
-                updates=dict(updates),
-                predicate=predicate,
-                writer_properties=_WRITER,
-                commit_properties=props,
-            )
+                metrics = dt.delete(predicate, writer_properties=_WRITER, commit_properties=props)
+            else:
+                metrics = dt.update(
+                    updates=dict(updates),
+                    predicate=predicate,
+                    writer_properties=_WRITER,
+                    commit_properties=props,
+                )
+            return metrics | {"version": dt.version() if dt.version() != before else -1}
 
-        before = self.version()
         metrics = self._with_retries(op)
-        rows = int(metrics.get("num_deleted_rows", metrics.get("num_updated_rows", 0)))
-        after = self.version()
         return {
-            "rows": rows,
+            "rows": int(metrics.get("num_deleted_rows", metrics.get("num_updated_rows", 0))),
             "files_rewritten": int(metrics.get("num_removed_files", 0)),
-            "version": after if after != before else -1,
+            "version": metrics["version"],
         }
 
     def forget_history(self) -> dict[str, int]:
