@@ -3,8 +3,9 @@
 Per domain table: stream the rows changed since the watermark minus an overlap window as Arrow
 batches, map them through the spoke's anti-corruption layer and check them against the contract
 (vectorised; row by row only for a batch that breaks it, to name the reasons), hold back rows that
-break the contract or whose customer the hub does not know, find hard deletes by comparing key
-sets per bucket, and merge upserts, deletes and the new watermark in one Delta commit.
+break the contract or whose customer the hub does not know, find hard deletes by comparing hashes
+of the spoke's live keys with the lake's, and merge upserts, deletes and the new watermark in one
+Delta commit.
 """
 
 from __future__ import annotations
