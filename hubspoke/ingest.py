@@ -100,7 +100,7 @@ class Hub:
         """(entity, entity id) of every parked event, so a batch reads the parked table only
         when it touches one of them."""
         self._logged_batch = 0
-        """The last batch in the log; read from the lake at the start of each drain."""
+        """The last batch in the log; read from the lake at the start of each turn."""
         self._copies = {
             c.entity: IdentityCopy(lake.table(c)) for c in lake.catalog.identities() if c.entity
         }
