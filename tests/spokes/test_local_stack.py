@@ -45,8 +45,7 @@ def test_local_spokes_converge_with_the_lake_and_reconcile(local_settings: Setti
             check = reconcile(stack.lake, stack.spokes[contract.owner], contract)
             assert check.ok and check.spoke_rows > 0, check
 
-    with open_stack(
-        local_settings
-    ) as again:  # a second run on the same home finds the same databases
+    # A second run on the same home finds the same databases.
+    with open_stack(local_settings) as again:
         for spoke in again.spokes.values():
             assert held(spoke.identities()) == lake
