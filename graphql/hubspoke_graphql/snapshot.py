@@ -97,11 +97,42 @@ class View:
             self._cursors.put(cursor)
 
 
+class _Watched:
+    """One lake table's newest Delta snapshot, kept in memory and brought up to date in place.
+
+    Reopening a table replays its log from the last checkpoint (about 8 ms); catching up an
+    open one reads only the commits since (under 1 ms), and a refresh checks five tables.
+    """
+
+    def __init__(self, table: LakeTable) -> None:
+        self.table = table
+        self._dt: DeltaTable | None = None
+        self._log_dir: tuple[int, int] | None = None
+
+    def latest(self) -> DeltaTable | None:
+        """The table as of its newest commit, or None while it does not exist."""
+        try:
+            found = (self.table.path / "_delta_log").stat()
+        except FileNotFoundError:
+            self._dt = None
+            return None
+        # A table deleted and created again starts a new log that an open snapshot would not
+        # notice (its versions may not exceed the old ones): reopen when the log folder changed.
+        log_dir = (found.st_dev, found.st_ino)
+        if self._dt is not None and log_dir == self._log_dir:
+            self._dt.update_incremental()
+        else:
+            self._dt = _delta(self.table)
+            self._log_dir = log_dir
+        return self._dt
+
+
 @dataclass
 class _Followed:
     """Where the DuckDB copy of one identity table stands against the lake."""
 
     table: LakeTable
+    watched: _Watched
     loaded: bool = False
     version: int | None = None
     """Delta version of the identity table the copy started from or has explained since."""
@@ -124,8 +155,13 @@ class Snapshot:
         self.full_loads: list[str] = []
         """Table names in the order they were loaded in full (startup included)."""
         identities = {c.table_name for c in lake.catalog.identities()}
-        self._followed = [_Followed(lake.table(c)) for c in contracts if c.table_name in identities]
-        self._extensions = [lake.table(c) for c in contracts if c.table_name not in identities]
+        self._followed = [
+            _Followed(table, _Watched(table))
+            for table in (lake.table(c) for c in contracts if c.table_name in identities)
+        ]
+        self._extensions = [
+            _Watched(lake.table(c)) for c in contracts if c.table_name not in identities
+        ]
         self._ext_versions: dict[str, int | None] = {}
         self._entities = {
             f.table.name: [
@@ -136,9 +172,12 @@ class Snapshot:
             for f in self._followed
         }
         self._contracts = {c.table_name: c for c in contracts}
-        self._upserted: dict[str, set[str]] = defaultdict(set)
+        self._upserted: dict[str, dict[str, State]] = defaultdict(dict)
+        """Identity states written by the refresh in progress, by table and key."""
         self._indexes: dict[str, wide.RowIndex] = {}
-        self._log = lake.table(LOG_TABLE)
+        self._log = _Watched(lake.table(LOG_TABLE))
+        self._log_version: int | None = None
+        """The log's Delta version at the last refresh: the next one reads the commits after it."""
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
         self._lock = threading.Lock()
@@ -193,21 +232,22 @@ class Snapshot:
 
     def _refresh(self) -> bool:
         """Bring the DuckDB tables up to the lake in one transaction; True when any changed."""
-        ext_versions = {t.name: _version(t) for t in self._extensions}
+        ext_versions = {w.table.name: _version(w.latest()) for w in self._extensions}
         reload_ext = [
-            t
-            for t in self._extensions
-            if t.name not in self._ext_versions
-            or self._ext_versions[t.name] != ext_versions[t.name]
+            w.table
+            for w in self._extensions
+            if w.table.name not in self._ext_versions
+            or self._ext_versions[w.table.name] != ext_versions[w.table.name]
         ]
         # The identity tables' state is read before the log's: the log is committed before each
         # merge, so the log read next always holds every batch a merge seen here contains.
-        identity_state = {f.table.name: _delta_state(f.table) for f in self._followed}
+        identity_state = {f.table.name: _delta_state(f.watched.latest()) for f in self._followed}
         reload_ids = [
             f for f in self._followed if not self._explained(f, *identity_state[f.table.name])
         ]
-        log_dt = _delta(self._log)
+        log_dt = self._log.latest()
         logged = (log_dt.transaction_version(INGEST_APP) or 0) if log_dt is not None else 0
+        log_version = log_dt.version() if log_dt is not None else None
         # A full load holds the batches up to the table's projection progress; the log has the rest.
         starts = {
             f.table.name: identity_state[f.table.name][1] if f in reload_ids else f.applied
@@ -217,8 +257,10 @@ class Snapshot:
         if not reload_ext and not reload_ids and not behind:
             for f in self._followed:  # only explained merges (or nothing) happened
                 f.version, f.projected = identity_state[f.table.name]
+            self._log_version = log_version
             return False
 
+        reloaded = {t.name for t in reload_ext} | {f.table.name for f in reload_ids}
         self._writer.begin()
         try:
             for table in reload_ext:
@@ -226,8 +268,8 @@ class Snapshot:
             for f in reload_ids:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
-                self._follow_log(behind, starts, log_dt)
-            indexes = self._join({t.name for t in reload_ext} | {f.table.name for f in reload_ids})
+                self._follow_log(behind, starts, log_dt, reloaded)
+            indexes = self._join(reloaded)
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
@@ -237,6 +279,7 @@ class Snapshot:
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
         self._indexes |= indexes
         self._ext_versions = ext_versions
+        self._log_version = log_version
         for f in self._followed:
             f.version, f.projected = identity_state[f.table.name]
             f.applied = max(starts[f.table.name], logged)
@@ -249,29 +292,63 @@ class Snapshot:
         for identity_name, extensions in self._entities.items():
             identity = self._contracts[identity_name]
             key = identity.key_fields[0]
-            joined = quote(wide.table_name(identity))
             index = self._indexes.get(identity_name)
-            ids = self._upserted.get(identity_name)
+            changed = self._upserted.get(identity_name)
             if reloaded & {identity_name, *(e.table_name for e in extensions)}:
                 for sql in wide.rebuild_sql(identity, extensions):
                     self._writer.execute(sql)
                 index = None
-            elif ids:
-                with self._registered(pa.table({key: sorted(ids)})) as name:
-                    for sql in wide.update_sql(identity, extensions, name):
+            elif changed:
+                rows = self._joined_rows(identity, extensions, index, changed)
+                with self._registered(rows) as name:
+                    for sql in wide.replace_sql(identity, name):
                         self._writer.execute(sql)
-                    rows = self._writer.sql(
-                        f"SELECT * FROM {joined} WHERE {quote(key)} IN (SELECT {quote(key)} FROM {name})"
-                    ).to_arrow_table()
-                if index is not None and index.overlay_size + len(ids) <= INDEX_OVERLAY_MAX:
-                    index = index.updated(ids, rows.to_pylist(), key)
+                if index is not None and index.overlay_size + rows.num_rows <= INDEX_OVERLAY_MAX:
+                    index = index.updated(changed, rows.to_pylist(), key)
                 else:
                     index = None
             if index is None:  # a full join, or an overlay grown too large: index it all again
-                rows = self._writer.sql(f"SELECT * FROM {joined}").to_arrow_table()
+                rows = self._writer.sql(
+                    f"SELECT * FROM {quote(wide.table_name(identity))}"
+                ).to_arrow_table()
                 index = wide.RowIndex.of(rows, key)
             indexes[identity_name] = index
         return indexes
+
+    def _joined_rows(
+        self,
+        identity: Contract,
+        extensions: Sequence[Contract],
+        index: wide.RowIndex | None,
+        changed: Mapping[str, State],
+    ) -> pa.Table:
+        """The joined rows of the `changed` identity states, as the joined table will hold them.
+
+        The log changes identity columns only: a row already joined keeps its extension
+        columns, so only customers new to the snapshot are joined in DuckDB.
+        """
+        key = identity.key_fields[0]
+        joined_table = quote(wide.table_name(identity))
+        schema = (
+            index.base.schema
+            if index is not None
+            else self._writer.sql(f"SELECT * FROM {joined_table} LIMIT 0").to_arrow_table().schema
+        )
+        joined = index.get_many(changed) if index is not None else {}
+        rows = [
+            joined[k] | {f.name: state[f.name] for f in identity.fields}
+            for k, state in changed.items()
+            if k in joined
+        ]
+        new = [k for k in changed if k not in joined]
+        table = pa.Table.from_pylist(rows, schema=schema)
+        if new:
+            with self._registered(pa.table({key: new})) as name:
+                joined_new = self._writer.sql(
+                    wide.select_sql(identity, extensions, ids_from=name)
+                ).to_arrow_table()
+            table = pa.concat_tables([table, joined_new.cast(schema)])
+        return table
 
     def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
         """Whether the identity table's changes since `f.version` are merges of logged batches."""
@@ -303,14 +380,15 @@ class Snapshot:
         self.full_loads.append(table.name)
 
     def _follow_log(
-        self, behind: Sequence[_Followed], starts: Mapping[str, int], log_dt: DeltaTable
+        self,
+        behind: Sequence[_Followed],
+        starts: Mapping[str, int],
+        log_dt: DeltaTable,
+        reloaded: set[str],
     ) -> None:
         """Fold the applied events of the log batches after each table's start onto its rows."""
         since = min(starts[f.table.name] for f in behind)
-        rows = self._log.read(
-            where=(pl.col("batch") > since) & (pl.col("disposition") == APPLIED),
-            version=log_dt.version(),
-        ).to_pylist()
+        rows = self._new_log_rows(log_dt, since)
         by_entity: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_entity[row["entity"]].append(row)
@@ -319,22 +397,52 @@ class Snapshot:
             start = starts[f.table.name]
             events = [r for r in by_entity.get(contract.entity or "", []) if r["batch"] > start]
             if events:
-                resolved = fold_logged_batches(contract, events, self._rows(contract, events))
+                current = self._states(contract, events, fresh=f.table.name not in reloaded)
+                resolved = fold_logged_batches(contract, events, current)
                 self._upsert(contract, list(resolved.values()))
 
-    def _rows(self, contract: Contract, events: list[dict[str, Any]]) -> dict[str, State]:
+    def _new_log_rows(self, log_dt: DeltaTable, since: int) -> list[dict[str, Any]]:
+        """The log's applied events of batches after `since`, as dicts."""
+        applied = (pl.col("batch") > since) & (pl.col("disposition") == APPLIED)
+        if self._log_version is not None and log_dt.version() > self._log_version:
+            # The commits since the last refresh are appends of whole batches: their change
+            # feed is just their new rows, read without listing the table's older files.
+            try:
+                changes = pl.from_arrow(
+                    pa.table(log_dt.load_cdf(starting_version=self._log_version + 1))
+                )
+            except Exception:  # e.g. the commits' log files were cleaned up: read the table
+                log.warning("reading the log's change feed failed; scanning it", exc_info=True)
+            else:
+                assert isinstance(changes, pl.DataFrame)
+                if changes.get_column("_change_type").eq("insert").all():
+                    return changes.filter(applied).to_dicts()
+        return self._log.table.read(where=applied, version=log_dt.version()).to_pylist()
+
+    def _states(
+        self, contract: Contract, events: list[dict[str, Any]], fresh: bool
+    ) -> dict[str, State]:
+        """Current states of the entities `events` touch; from the row index when it is `fresh`."""
         key = contract.key_fields[0]
-        ids = pa.table({key: sorted({r["entity_id"] for r in events})})
-        with self._registered(ids) as name:
-            found = self._writer.sql(
+        wanted = {r["entity_id"] for r in events}
+        found: dict[str, State] = {}
+        index = self._indexes.get(contract.table_name) if fresh else None
+        if index is not None:
+            names = contract.arrow_schema().names
+            found = {k: {n: row[n] for n in names} for k, row in index.get_many(wanted).items()}
+        missing = sorted(wanted - found.keys())
+        if not missing:
+            return found
+        with self._registered(pa.table({key: missing})) as name:
+            rows = self._writer.sql(
                 f"SELECT t.* FROM {quote(contract.table_name)} t SEMI JOIN {name} USING ({quote(key)})"
             ).to_arrow_table()
-        return {r[key]: r for r in found.to_pylist()}
+        return found | {r[key]: r for r in rows.to_pylist()}
 
     def _upsert(self, contract: Contract, states: list[State]) -> None:
         key = quote(contract.key_fields[0])
         table = quote(contract.table_name)
-        self._upserted[contract.table_name].update(s[contract.key_fields[0]] for s in states)
+        self._upserted[contract.table_name].update((s[contract.key_fields[0]], s) for s in states)
         with self._registered(contract.to_arrow(states)) as name:
             self._writer.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {name})")
             self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
@@ -355,14 +463,12 @@ def _delta(table: LakeTable) -> DeltaTable | None:
         return None
 
 
-def _version(table: LakeTable) -> int | None:
-    dt = _delta(table)
+def _version(dt: DeltaTable | None) -> int | None:
     return None if dt is None else dt.version()
 
 
-def _delta_state(table: LakeTable) -> tuple[int | None, int]:
+def _delta_state(dt: DeltaTable | None) -> tuple[int | None, int]:
     """An identity table's Delta version and its projection progress, from one snapshot."""
-    dt = _delta(table)
     if dt is None:
         return None, 0
     return dt.version(), dt.transaction_version(PROJECTION_APP) or 0

@@ -64,12 +64,12 @@ def rebuild_sql(identity: Contract, extensions: Sequence[Contract]) -> list[str]
     ]
 
 
-def update_sql(identity: Contract, extensions: Sequence[Contract], ids_from: str) -> list[str]:
-    """Statements that replace the joined rows of the keys in table `ids_from`."""
+def replace_sql(identity: Contract, rows_from: str) -> list[str]:
+    """Statements that replace the joined rows whose key is in table `rows_from` with its rows."""
     name, key = quote(table_name(identity)), quote(identity.key_fields[0])
     return [
-        f"DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM {ids_from})",
-        f"INSERT INTO {name} {select_sql(identity, extensions, ids_from)}",
+        f"DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM {rows_from})",
+        f"INSERT INTO {name} BY NAME SELECT * FROM {rows_from}",
     ]
 
 
@@ -97,6 +97,9 @@ class RowIndex:
     @classmethod
     def of(cls, rows: pa.Table, key: str) -> RowIndex:
         """An index over a full join."""
+        # One chunk: taking rows by position from DuckDB's many small chunks would first
+        # concatenate every column on each take.
+        rows = rows.combine_chunks()
         keys = rows.column(key).to_pylist()
         return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), ChainMap())
 
@@ -106,6 +109,22 @@ class RowIndex:
             return self.overlay[key]
         position = self.positions.get(key)
         return None if position is None else self.base.slice(position, 1).to_pylist()[0]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Row]:
+        """The joined rows of those `keys` that have one, the base's taken in one Arrow call."""
+        found: dict[str, Row] = {}
+        in_base: dict[str, int] = {}
+        for key in keys:
+            if key in self.overlay:
+                row = self.overlay[key]
+                if row is not None:
+                    found[key] = row
+            elif (position := self.positions.get(key)) is not None:
+                in_base[key] = position
+        if in_base:
+            taken = self.base.take(list(in_base.values())).to_pylist()
+            found |= dict(zip(in_base, taken, strict=True))
+        return found
 
     def updated(self, keys: Iterable[str], rows: Sequence[Row], key: str) -> RowIndex:
         """A new index with the rows of `keys` replaced by `rows` (keys without a row are gone)."""
