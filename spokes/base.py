@@ -230,22 +230,56 @@ class Spoke(ABC):
         """Apply resolved identity states from the hub when newer than the local copy.
 
         Idempotent: a state whose hub version is not greater than the local one is ignored,
-        so redelivered or reordered broadcasts cannot roll a customer back.
+        so redelivered or reordered broadcasts cannot roll a customer back. Returns how many
+        customers changed.
         """
-        applied = 0
+        s = self.schema
+        newest: dict[str, dict[str, Any]] = {}
+        for state in states:  # several states of one customer: only the newest matters
+            held = newest.get(state["id"])
+            if held is None or held["version"] < state["version"]:
+                newest[state["id"]] = state
+        # Set-wise, one statement per kind of change: broadcasts arrive by the thousand.
         with self.transaction() as db:
-            for state in states:
-                row = self._identity_row(db, state["id"])
-                if row is None:
-                    self._insert_identity(db, state, hub_version=state["version"])
-                elif row[self.schema.hub_version] < state["version"]:
-                    self._overwrite_identity(db, state)
-                else:
-                    continue
-                if state["deleted"]:
-                    self._soft_delete_domain(db, state["id"], self.now())
-                applied += 1
-        return applied
+            local = self._hub_versions(db, list(newest))
+            inserts = [st for key, st in newest.items() if key not in local]
+            overwrites = [
+                st for key, st in newest.items() if key in local and local[key] < st["version"]
+            ]
+            if inserts:
+                rows = [self._local_identity(st) | {s.hub_version: st["version"]} for st in inserts]
+                db.executemany(
+                    f"INSERT INTO {s.identity_table} ({', '.join(rows[0])})"
+                    f" VALUES ({', '.join('?' * len(rows[0]))})",
+                    [tuple(row.values()) for row in rows],
+                )
+            if overwrites:
+                rows = [
+                    self._local_identity(st) | {s.hub_version: st["version"]} for st in overwrites
+                ]
+                columns = [c for c in rows[0] if c != s.identity_key]
+                db.executemany(
+                    f"UPDATE {s.identity_table} SET {', '.join(f'{c} = ?' for c in columns)}"
+                    f" WHERE {s.identity_key} = ?",
+                    [(*(row[c] for c in columns), row[s.identity_key]) for row in rows],
+                )
+            gone = [st["id"] for st in [*inserts, *overwrites] if st["deleted"]]
+            if gone:
+                self._soft_delete_domains(db, gone, self.now())
+        return len(inserts) + len(overwrites)
+
+    def _hub_versions(self, db: Database, customer_ids: list[str]) -> dict[str, int]:
+        """The hub version of each local identity among `customer_ids`."""
+        s = self.schema
+        found: dict[str, int] = {}
+        for chunk in _chunks(customer_ids, 500):
+            rows = db.fetchall(
+                f"SELECT {s.identity_key} AS k, {s.hub_version} AS v FROM {s.identity_table}"
+                f" WHERE {s.identity_key} IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found |= {row["k"]: row["v"] for row in rows}
+        return found
 
     def erase(self, customer_ids: Sequence[str]) -> int:
         """Right to erasure: delete every local row about these customers, outbox included.
@@ -431,16 +465,6 @@ class Spoke(ABC):
             tuple(local.values()),
         )
 
-    def _overwrite_identity(self, db: Database, state: dict[str, Any]) -> None:
-        s = self.schema
-        local = self._local_identity(state) | {s.hub_version: state["version"]}
-        local.pop(s.identity_key)
-        db.execute(
-            f"UPDATE {s.identity_table} SET {', '.join(f'{c} = ?' for c in local)}"
-            f" WHERE {s.identity_key} = ?",
-            (*local.values(), state["id"]),
-        )
-
     def _mark_deleted(self, db: Database, customer_id: str, at: datetime) -> None:
         s = self.schema
         cols = s.identity_columns
@@ -450,15 +474,15 @@ class Spoke(ABC):
             f" WHERE {s.identity_key} = ?",
             (self.flag_to_local(True), stamp, customer_id),
         )
-        self._soft_delete_domain(db, customer_id, at)
+        self._soft_delete_domains(db, [customer_id], at)
 
-    def _soft_delete_domain(self, db: Database, customer_id: str, at: datetime) -> None:
+    def _soft_delete_domains(self, db: Database, customer_ids: Sequence[str], at: datetime) -> None:
         s = self.schema
         values = self.soft_deleted_domain(at) | {s.domain_updated: self.stamp_to_local(at)}
-        db.execute(
+        db.executemany(
             f"UPDATE {s.domain_table} SET {', '.join(f'{c} = ?' for c in values)}"
             f" WHERE {s.domain_key} = ? AND NOT ({s.domain_deleted})",
-            (*values.values(), customer_id),
+            [(*values.values(), customer_id) for customer_id in customer_ids],
         )
 
     def _upsert_domain(

@@ -174,6 +174,10 @@ class Snapshot:
         self._contracts = {c.table_name: c for c in contracts}
         self._upserted: dict[str, dict[str, State]] = defaultdict(dict)
         """Identity states written by the refresh in progress, by table and key."""
+        self._identity_behind: set[str] = set()
+        """Identity tables whose DuckDB copy lacks changes their joined table holds."""
+        self._joined_before: dict[str, dict[str, wide.Row]] = {}
+        """Joined rows the refresh in progress read from the index, by identity table and key."""
         self._indexes: dict[str, wide.RowIndex] = {}
         self._log = _Watched(lake.table(LOG_TABLE))
         self._log_version: int | None = None
@@ -269,15 +273,17 @@ class Snapshot:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
                 self._follow_log(behind, starts, log_dt, reloaded)
-            indexes = self._join(reloaded)
+            indexes, identity_behind = self._join(reloaded)
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
             raise
         finally:
             self._upserted.clear()
+            self._joined_before.clear()
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
         self._indexes |= indexes
+        self._identity_behind = identity_behind
         self._ext_versions = ext_versions
         self._log_version = log_version
         for f in self._followed:
@@ -286,23 +292,34 @@ class Snapshot:
             f.loaded = True
         return True
 
-    def _join(self, reloaded: set[str]) -> dict[str, wide.RowIndex]:
-        """Bring each entity's joined table and row index up to its identity and extensions."""
-        indexes = {}
+    def _join(self, reloaded: set[str]) -> tuple[dict[str, wide.RowIndex], set[str]]:
+        """Bring each entity's joined table and row index up to its identity and extensions.
+
+        Returns the indexes and the identity tables whose DuckDB copy the joined table is now
+        ahead of: the log's changes go straight into the joined rows, and the identity copy is
+        caught up from them only when a full join needs it.
+        """
+        indexes, behind = {}, set(self._identity_behind)
         for identity_name, extensions in self._entities.items():
             identity = self._contracts[identity_name]
             key = identity.key_fields[0]
             index = self._indexes.get(identity_name)
             changed = self._upserted.get(identity_name)
             if reloaded & {identity_name, *(e.table_name for e in extensions)}:
+                if identity_name in behind and identity_name not in reloaded:
+                    self._writer.execute(wide.identity_from_joined_sql(identity))
+                if changed:
+                    self._write_identity(identity, list(changed.values()))
                 for sql in wide.rebuild_sql(identity, extensions):
                     self._writer.execute(sql)
+                behind.discard(identity_name)
                 index = None
             elif changed:
                 rows = self._joined_rows(identity, extensions, index, changed)
                 with self._registered(rows) as name:
                     for sql in wide.replace_sql(identity, name):
                         self._writer.execute(sql)
+                behind.add(identity_name)
                 if index is not None and index.overlay_size + rows.num_rows <= INDEX_OVERLAY_MAX:
                     index = index.updated(changed, rows.to_pylist(), key)
                 else:
@@ -313,7 +330,7 @@ class Snapshot:
                 ).to_arrow_table()
                 index = wide.RowIndex.of(rows, key)
             indexes[identity_name] = index
-        return indexes
+        return indexes, behind
 
     def _joined_rows(
         self,
@@ -327,25 +344,26 @@ class Snapshot:
         The log changes identity columns only: a row already joined keeps its extension
         columns, so only customers new to the snapshot are joined in DuckDB.
         """
-        key = identity.key_fields[0]
         joined_table = quote(wide.table_name(identity))
         schema = (
             index.base.schema
             if index is not None
             else self._writer.sql(f"SELECT * FROM {joined_table} LIMIT 0").to_arrow_table().schema
         )
-        joined = index.get_many(changed) if index is not None else {}
+        joined = self._joined_before.pop(identity.table_name, None)
+        if joined is None:
+            joined = index.get_many(changed) if index is not None else {}
         rows = [
             joined[k] | {f.name: state[f.name] for f in identity.fields}
             for k, state in changed.items()
             if k in joined
         ]
-        new = [k for k in changed if k not in joined]
+        new = [state for k, state in changed.items() if k not in joined]
         table = pa.Table.from_pylist(rows, schema=schema)
         if new:
-            with self._registered(pa.table({key: new})) as name:
+            with self._registered(identity.to_arrow(new)) as name:
                 joined_new = self._writer.sql(
-                    wide.select_sql(identity, extensions, ids_from=name)
+                    wide.select_sql(identity, extensions, identity_from=name)
                 ).to_arrow_table()
             table = pa.concat_tables([table, joined_new.cast(schema)])
         return table
@@ -429,7 +447,9 @@ class Snapshot:
         index = self._indexes.get(contract.table_name) if fresh else None
         if index is not None:
             names = contract.arrow_schema().names
-            found = {k: {n: row[n] for n in names} for k, row in index.get_many(wanted).items()}
+            joined = index.get_many(wanted)
+            self._joined_before[contract.table_name] = joined
+            found = {k: {n: row[n] for n in names} for k, row in joined.items()}
         missing = sorted(wanted - found.keys())
         if not missing:
             return found
@@ -440,10 +460,15 @@ class Snapshot:
         return found | {r[key]: r for r in rows.to_pylist()}
 
     def _upsert(self, contract: Contract, states: list[State]) -> None:
+        """Record new identity states; `_join` writes them into the joined table."""
+        key = contract.key_fields[0]
+        self._upserted[contract.table_name].update((s[key], s) for s in states)
+
+    def _write_identity(self, contract: Contract, states: Sequence[State]) -> None:
+        """Replace the identity table's rows of `states` (before a full join reads it)."""
         key = quote(contract.key_fields[0])
         table = quote(contract.table_name)
-        self._upserted[contract.table_name].update((s[contract.key_fields[0]], s) for s in states)
-        with self._registered(contract.to_arrow(states)) as name:
+        with self._registered(contract.to_arrow(list(states))) as name:
             self._writer.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {name})")
             self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
 

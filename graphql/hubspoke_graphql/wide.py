@@ -37,9 +37,13 @@ def present_column(extension: Contract) -> str:
 
 
 def select_sql(
-    identity: Contract, extensions: Sequence[Contract], ids_from: str | None = None
+    identity: Contract,
+    extensions: Sequence[Contract],
+    ids_from: str | None = None,
+    identity_from: str | None = None,
 ) -> str:
-    """SELECT of the joined rows, all of them or those whose key is in table `ids_from`."""
+    """SELECT of the joined rows, all of them or those whose key is in table `ids_from`; the
+    identity rows come from table `identity_from` when given, else the identity table."""
     key = quote(identity.key_fields[0])
     columns = ["i.*"]
     joins = []
@@ -51,7 +55,8 @@ def select_sql(
             f" ON {alias}.{quote(ext.key_fields[0])} = i.{key}"
         )
     where = f" WHERE i.{key} IN (SELECT {key} FROM {ids_from})" if ids_from else ""
-    return f"SELECT {', '.join(columns)} FROM {quote(identity.table_name)} i{''.join(joins)}{where}"
+    source = identity_from or quote(identity.table_name)
+    return f"SELECT {', '.join(columns)} FROM {source} i{''.join(joins)}{where}"
 
 
 def rebuild_sql(identity: Contract, extensions: Sequence[Contract]) -> list[str]:
@@ -62,6 +67,15 @@ def rebuild_sql(identity: Contract, extensions: Sequence[Contract]) -> list[str]
         f"CREATE OR REPLACE TABLE {name} AS {select_sql(identity, extensions)} ORDER BY {key}",
         f"CREATE INDEX {quote(table_name(identity) + '_key')} ON {name} ({key})",
     ]
+
+
+def identity_from_joined_sql(identity: Contract) -> str:
+    """A statement that recreates the identity table from the joined table's identity columns."""
+    columns = ", ".join(quote(name) for name in identity.arrow_schema().names)
+    return (
+        f"CREATE OR REPLACE TABLE {quote(identity.table_name)} AS SELECT {columns}"
+        f" FROM {quote(table_name(identity))} ORDER BY {quote(identity.key_fields[0])}"
+    )
 
 
 def replace_sql(identity: Contract, rows_from: str) -> list[str]:

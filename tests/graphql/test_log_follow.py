@@ -77,6 +77,45 @@ def test_logged_changes_show_before_the_merge_and_survive_it(
         assert app.state.snapshot.full_loads.count(IDENTITY) == 1
 
 
+def test_an_extension_reload_keeps_the_logged_changes_it_did_not_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=9).seed(10)
+        stack.sync()
+        app = create_app(stack.settings)
+        post = _poster(app)
+        before = post(COUNT)["customers"]["totalCount"]
+        updated = _live_ids(stack)[0]
+        monkeypatch.setattr(Hub, "project", lambda self: None)  # logged, never merged
+        sales = stack.spokes["sales"]
+        sales.update_customer(updated, name="Ada Lovelace")
+        created = sales.create_customer("Grace Hopper", "grace@example.com")
+        stack.relay()
+        stack.hub.drain()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert _customers(post, [updated, created])[updated]["name"] == "Ada Lovelace"
+
+        # A nightly sync reloads the sales table: the joined table is built again from the
+        # identity rows, which must still hold what the log changed since the last merge.
+        sales.save_domain(
+            updated, {"account_value": "4242.00", "owner_rep": None, "credit_limit": "0.00"}
+        )
+        stack.sync(["sales"])
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        query = '{{ c: customer(id: "{}") {{ name sales {{ accountValue }} }} }}'
+        assert post(query.format(updated))["c"] == {
+            "name": "Ada Lovelace",
+            "sales": {"accountValue": "4242.00"},
+        }
+        assert post(query.format(created))["c"]["name"] == "Grace Hopper"
+        assert post(COUNT)["customers"]["totalCount"] == before + 1
+        page = post('{ customers(where: {name: {eq: "Ada Lovelace"}}) { nodes { id } } }')
+        assert page["customers"]["nodes"] == [{"id": updated}]
+        assert app.state.snapshot.full_loads.count(IDENTITY) == 1
+        assert app.state.snapshot.full_loads.count("customer_sales_domain") == 2
+
+
 def test_a_batch_whose_log_commit_failed_is_not_visible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
