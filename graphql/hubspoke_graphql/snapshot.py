@@ -120,7 +120,10 @@ class _Watched:
         # notice (its versions may not exceed the old ones): reopen when the log folder changed.
         log_dir = (found.st_dev, found.st_ino)
         if self._dt is not None and log_dir == self._log_dir:
-            self._dt.update_incremental()
+            # Commits are numbered files: without the next one there is nothing to catch up.
+            upcoming = self.table.path / "_delta_log" / f"{self._dt.version() + 1:020d}.json"
+            if upcoming.exists():
+                self._dt.update_incremental()
         else:
             self._dt = _delta(self.table)
             self._log_dir = log_dir
