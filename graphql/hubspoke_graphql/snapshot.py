@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
@@ -108,6 +108,10 @@ class _Watched:
         self.table = table
         self._dt: DeltaTable | None = None
         self._log_dir: tuple[int, int] | None = None
+
+    def forget(self) -> None:
+        """Reopen the table at the next `latest`."""
+        self._dt = None
 
     def latest(self) -> DeltaTable | None:
         """The table as of its newest commit, or None while it does not exist."""
@@ -221,7 +225,7 @@ class Snapshot:
             return view  # type: ignore[return-value]  # non-blocking only when view is set
         try:
             if self._view is None or time.monotonic() - self._checked_at >= self._interval:
-                if self._refresh() or self._view is None:
+                if self._refresh_reopening() or self._view is None:
                     self._view = View(
                         self._con,
                         self._versions(),
@@ -233,6 +237,17 @@ class Snapshot:
             return self._view
         finally:
             self._lock.release()
+
+    def _refresh_reopening(self) -> bool:
+        """`_refresh`, again from freshly opened tables if an open one went stale."""
+        try:
+            return self._refresh()
+        except DeltaError:
+            # An open table reads some of its log lazily: after its history was forgotten (as an
+            # erasure does) the files it expects are gone, and only reopening it helps.
+            for watched in [self._log, *self._extensions, *(f.watched for f in self._followed)]:
+                watched.forget()
+            return self._refresh()
 
     def _versions(self) -> dict[str, int | None]:
         return self._ext_versions | {f.table.name: f.version for f in self._followed}
