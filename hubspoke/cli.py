@@ -470,10 +470,6 @@ def _serve_all(settings: Settings, graphql_port: int, dagster_port: int) -> None
             os.killpg(dagster.pid, signal.SIGKILL)
 
 
-if __name__ == "__main__":
-    app()
-
-
 contracts = typer.Typer(help="The contracts against the lake: what a contract change would do.")
 app.add_typer(contracts, name="contracts")
 
@@ -498,3 +494,7 @@ def contracts_check(home: Home = None) -> None:
     console.print(table)
     if any(c.breaking for c in changes):
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -20,7 +20,7 @@ BUS_RETRY_MAX_S = 10.0
 """A loop that finds the bus unavailable retries after 0.5 s, doubling up to 10 s."""
 HUB_TURN_MAX_S = 30.0
 """The longest the hub holds its lock under steady load before letting a waiting writer (a
-Dagster run) take a turn; when it is caught up it lets go at once."""
+Dagster run) take a turn; as soon as a round finds nothing to ingest it lets go."""
 
 
 class SpokeLoopFailed(RuntimeError):
@@ -103,8 +103,10 @@ class Follower:
                     self.on_batch(report)
                 if report.received >= batch_size:
                     continue  # a backlog: take the next batch at once
-                if not hub.merging:
+                if not report.received and not hub.merging:
                     return  # caught up: let a waiting writer have the lock between turns
+                # Events keep coming: stay in the turn, as each new one recovers first and
+                # reads the lake's progress again.
                 self._pause("hub", self.interval)
 
 

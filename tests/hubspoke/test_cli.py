@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from hubspoke.cli import app
@@ -115,3 +119,16 @@ def test_dead_letter_is_listed_replayed_and_counted_once(tmp_path: Path) -> None
     assert (events["received"], events["dead_lettered"], events["applied"]) == (1, 1, 0)
     code, out = run("dead-letters", "replay", dead["dead_letter_id"], "--home", str(home))
     assert code == 2 and "no dead letter" in out
+
+
+def test_python_dash_m_knows_every_command() -> None:
+    # The module runs `app()` as a script: every command must be registered by then.
+    shown = subprocess.run(
+        [sys.executable, "-m", "hubspoke.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    names = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert "contracts" in names and all(f" {name} " in shown for name in names), shown
