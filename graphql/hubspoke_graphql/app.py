@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-import strawberry
 import uvicorn
 from graphql import GraphQLError
 from starlette.applications import Starlette
@@ -42,7 +41,8 @@ from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.graphiql import ROUTE, offline_page
 from hubspoke_graphql.graphiql import fetch as fetch_graphiql
 from hubspoke_graphql.limits import ANSWER_CACHE_SIZE, REQUEST_TIMEOUT_S
-from hubspoke_graphql.schema import build_schema
+from hubspoke_graphql.lookups import Lookups
+from hubspoke_graphql.schema import LakeSchema, build_schema
 from hubspoke_graphql.snapshot import Snapshot
 from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Catalog, load_catalog
@@ -55,7 +55,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
 
     def __init__(
         self,
-        schema: strawberry.Schema,
+        schema: LakeSchema,
         snapshot: Snapshot,
         time_travel: TimeTravel,
         audit: AuditLog,
@@ -68,6 +68,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         self.audit = audit
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
         """Answers given on recent views: a view never changes, so neither do they."""
+        self.lookups = Lookups(schema._schema, schema.entities)
 
     @property
     def graphql_ide_html(self) -> str:
@@ -92,8 +93,23 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        """The operation's answer: from the answers of this view when asked before, else executed
-        within the time limit."""
+        """The operation's answer: compiled when it is a lookup by id seen before, from the
+        answers of this view when asked before, else executed within the time limit."""
+        single = _single(request_data)
+        if single is not None and (
+            found := self.lookups.answer(
+                single.query, single.operation_name, single.variables, context.view, context.access
+            )
+        ):
+            self.audit.record(
+                role=context.access.role,
+                operation=found.operation,
+                fields=found.fields,
+                customer_ids=found.ids,
+                customer_count=len(found.ids),
+                outcome="ok",
+            )
+            return ExecutionResult(data=found.data, errors=None)
         key = _answer_key(request_data, context)
         if key is not None and (hit := self.answers.get(key)) is not None:
             self.answers.move_to_end(key)
@@ -120,6 +136,8 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                 extensions={"code": "TIMEOUT"},
             )
             return ExecutionResult(data=None, errors=[error])
+        if single is not None and isinstance(result, ExecutionResult) and not result.errors:
+            self.lookups.learn(single.query, single.operation_name)
         if key is not None and isinstance(result, ExecutionResult) and not result.errors:
             ids = list(dict.fromkeys(context.touched))
             self.answers[key] = (result, context.operation, context.fields, ids, context.counted)
@@ -130,6 +148,13 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson: several times faster than json for the pages the API returns."""
         return orjson.dumps(data)
+
+
+def _single(request_data: Any) -> Any:
+    """The request's one operation when it has a query text and no protocol extensions."""
+    if isinstance(request_data, list) or not isinstance(request_data.query, str):
+        return None
+    return None if request_data.extensions else request_data
 
 
 def _answer_key(request_data: Any, context: RequestContext) -> tuple[Any, ...] | None:
@@ -159,6 +184,8 @@ class KeyGate:
         self.keys = keys
         self.introspection_roles = introspection_roles
         self.ide = ide
+        self.access: dict[str, Access] = {}
+        """One Access per role, shared by its requests: its masks are worked out once."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no subscriptions: the lake is read by queries
@@ -182,9 +209,12 @@ class KeyGate:
             )
             await _unauthorized(request)(scope, receive, send)
             return
-        scope.setdefault("state", {})["access"] = Access(
-            role, self.keys.mask_secret, role in self.introspection_roles
-        )
+        access = self.access.get(role)
+        if access is None:
+            access = self.access[role] = Access(
+                role, self.keys.mask_secret, role in self.introspection_roles
+            )
+        scope.setdefault("state", {})["access"] = access
         await self.app(scope, receive, send)
 
     def _is_ide_page(self, request: Request) -> bool:

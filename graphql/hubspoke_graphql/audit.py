@@ -139,7 +139,7 @@ class _Fields(Visitor):
 _FIELDS_CACHE: OrderedDict[tuple[int, str], list[str]] = OrderedDict()
 
 
-def _fields_of(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[str]:
+def fields_of(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[str]:
     """Every `Type.field` the document selects (cached per query text, like parsing)."""
     cached = _FIELDS_CACHE.get((id(schema), query))
     if cached is None:
@@ -165,9 +165,7 @@ class Audit(SchemaExtension):
             return
         document = ctx.graphql_document
         fields = (
-            _fields_of(ctx.schema._schema, ctx.query or "", document)
-            if document is not None
-            else []
+            fields_of(ctx.schema._schema, ctx.query or "", document) if document is not None else []
         )
         result = ctx.result
         if ctx.pre_execution_errors:

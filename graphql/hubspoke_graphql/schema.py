@@ -32,26 +32,33 @@ from hubspoke_graphql.limits import (
 )
 from hubspoke_graphql.pagination import Edge, PageInfo, encode_cursor, window
 from hubspoke_graphql.types import ObjectType, entity_type, extension_type
-from lake_schema import Catalog, load_catalog
+from lake_schema import Catalog, Contract, load_catalog
 
 
 def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
     """The API of every identity contract in `catalog` (the packaged contracts by default)."""
     catalog = catalog or load_catalog()
     fields: dict[str, StrawberryField] = {}
+    entities: dict[str, ObjectType] = {}
     for identity in catalog.identities():
         extensions = catalog.extensions(identity.entity)
         entity = entity_type(identity, [extension_type(c) for c in extensions])
         inputs = entity_inputs(entity.cls.__name__, identity, extensions)
         fields |= entity_queries(entity, inputs)
+        entities[lookup_name(identity)] = entity
     namespace: dict[str, Any] = dict(fields)
     query = types.new_class("Query", (), {}, lambda ns: ns.update(namespace))
     strawberry.type(query, description="Entities of the lake: identity plus domain extensions.")
-    return LakeSchema(query=query, extensions=schema_extensions())
+    schema = LakeSchema(query=query, extensions=schema_extensions())
+    schema.entities = entities
+    return schema
 
 
 class LakeSchema(strawberry.Schema):
     """A strawberry schema that logs only the errors its operators have to look at."""
+
+    entities: dict[str, ObjectType]
+    """Root field of each entity's lookup by id -> the entity type it returns."""
 
     def process_errors(
         self,
@@ -61,6 +68,11 @@ class LakeSchema(strawberry.Schema):
         """Log every error but client errors, which the client already got a clear message for."""
         ours = [e for e in errors if not is_client_error(e)]
         super().process_errors(ours, execution_context)
+
+
+def lookup_name(identity: Contract) -> str:
+    """The root field that looks one entity up by id (`customer`)."""
+    return to_camel_case(identity.entity or identity.table_name)
 
 
 def plural(word: str) -> str:
@@ -288,7 +300,7 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         )
         return EntityConnection(edges=edges, page_info=page_info, selection=selection, view=view)
 
-    one.__name__, page.__name__ = to_camel_case(name), to_camel_case(plural(name))
+    one.__name__, page.__name__ = lookup_name(identity), to_camel_case(plural(name))
     return {
         one.__name__: strawberry.field(
             resolver=one, description=f"One {name} by id; null when there is none."

@@ -1,0 +1,348 @@
+"""Compiled lookups by id: answers built straight from the joined row, without the executor.
+
+graphql-core resolves one customer with its extensions field by field: ~25 resolver calls,
+argument conversion and strawberry's hooks around each, about 0.5 ms of CPU. A query made only
+of `<entity>(id: ...)` root fields selecting plain fields of the entity and of its extensions
+(what a dashboard or a tool asks for one record) needs none of that: once strawberry has
+parsed, validated and answered a query text, its selection is compiled here into a list of
+(response key, column, serializer) and later requests with that text are answered from the
+row in tens of microseconds.
+
+The compiled answer is the executor's answer: arguments and variables are coerced by
+graphql-core's own functions, values serialized by the schema's scalars, pii masked per role
+by the same `Access`, and the request audited like any other (see `app.LakeGraphQL`). Whatever
+is not plain (directives, introspection, asOf, a null in a non-null field, a value a scalar
+refuses) is left to strawberry, which answers it, errors included, as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_argument_values,
+    get_named_type,
+    get_variable_values,
+    parse,
+)
+from strawberry.utils.str_converters import to_camel_case
+
+from hubspoke_graphql import reads, wide
+from hubspoke_graphql.access import Access
+from hubspoke_graphql.audit import fields_of
+from hubspoke_graphql.limits import CACHE_SIZE, MAX_KEY_LENGTH
+from hubspoke_graphql.snapshot import View
+from hubspoke_graphql.types import ObjectType
+from lake_schema import Contract
+
+Row = dict[str, Any]
+TYPENAME = "__typename"
+
+
+class NotPlain(Exception):
+    """This request needs the executor (the caller falls back to strawberry)."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One scalar field of an object: where its value sits in the row and how it is sent."""
+
+    key: str
+    """Response key (the alias, or the field's name)."""
+    field: str
+    """Contract field name (masking is decided per contract field)."""
+    column: str
+    serialize: Callable[[Any], Any]
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The selection on one object type: its leaves, `__typename`s and extension objects."""
+
+    type_name: str
+    contract: Contract
+    leaves: tuple[Leaf, ...]
+    typenames: tuple[str, ...]
+    extensions: tuple[tuple[str, str, Shape], ...]
+    """Response key, the column that is null when the extension has no row, its shape."""
+    order: tuple[str, ...]
+    """Response keys in selection order (the executor answers in that order)."""
+
+    def answer(self, row: Row, access: Access) -> dict[str, Any]:
+        """This selection's values of `row`, pii masked for the role; NotPlain when the executor
+        would report an error instead."""
+        hidden = access.hidden(self.contract)
+        values: dict[str, Any] = {}
+        for leaf in self.leaves:
+            value = row[leaf.column]
+            if leaf.field in hidden:
+                value = access.mask(hidden[leaf.field], value)
+            if value is None:
+                if not leaf.nullable:
+                    raise NotPlain(leaf.key)
+                values[leaf.key] = None
+                continue
+            try:
+                values[leaf.key] = leaf.serialize(value)
+            except (GraphQLError, TypeError, ValueError) as exc:
+                raise NotPlain(leaf.key) from exc
+            if values[leaf.key] is None:
+                raise NotPlain(leaf.key)
+        for key in self.typenames:
+            values[key] = self.type_name
+        for key, present, shape in self.extensions:
+            values[key] = None if row[present] is None else shape.answer(row, access)
+        return {key: values[key] for key in self.order}
+
+
+@dataclass(frozen=True)
+class Root:
+    """One `<entity>(id: ...)` root field of a compiled operation."""
+
+    key: str
+    field: GraphQLField
+    node: FieldNode
+    identity: Contract
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled operation: its root lookups, and what the audit log records of it."""
+
+    operation: OperationDefinitionNode
+    type_name: str
+    """Name of the root type (the value of a root `__typename`)."""
+    roots: tuple[Root, ...]
+    typenames: tuple[str, ...]
+    order: tuple[str, ...]
+    fields: list[str]
+    """Every `Type.field` the operation selects (for the audit log)."""
+
+
+@dataclass
+class Answer:
+    """A compiled answer and what the audit log records of it."""
+
+    data: dict[str, Any]
+    operation: str | None
+    fields: list[str]
+    ids: list[str]
+
+
+class Lookups:
+    """Plans of the query texts seen, bounded like the parser and validation caches."""
+
+    def __init__(self, schema: GraphQLSchema, entities: Mapping[str, ObjectType]) -> None:
+        self.schema = schema
+        self.entities = entities
+        """Root field name -> the entity type its lookup by id returns."""
+        self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+
+    def answer(
+        self,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        view: View,
+        access: Access,
+    ) -> Answer | None:
+        """The answer of a query text compiled before, or None when the executor must answer."""
+        plan = self._plans.get((query, operation_name))
+        if plan is None:
+            return None
+        try:
+            return _run(plan, self.schema, variables, view, access, operation_name)
+        except NotPlain:
+            return None
+
+    def learn(self, query: str, operation_name: str | None) -> None:
+        """Compile a query text strawberry has just validated and answered without errors."""
+        key = (query, operation_name)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return
+        try:
+            self._plans[key] = self._compile(parse(query), operation_name, query)
+        except (NotPlain, GraphQLSyntaxError):
+            self._plans[key] = None  # remembered, so it is not compiled again
+        while len(self._plans) > CACHE_SIZE:
+            self._plans.popitem(last=False)
+
+    def _compile(self, document: DocumentNode, operation_name: str | None, query: str) -> Plan:
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        chosen = [
+            o
+            for o in operations
+            if operation_name is None or (o.name is not None and o.name.value == operation_name)
+        ]
+        if len(chosen) != 1 or chosen[0].operation != OperationType.QUERY:
+            raise NotPlain("not exactly one query operation")
+        operation = chosen[0]
+        if operation.directives:
+            raise NotPlain("directives")
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        query_type = self.schema.query_type
+        assert query_type is not None
+        roots, typenames, order = [], [], []
+        for node in _fields(operation.selection_set, query_type.name, fragments):
+            key = (node.alias or node.name).value
+            order.append(key)
+            if node.name.value == TYPENAME:
+                typenames.append(key)
+                continue
+            entity = self.entities.get(node.name.value)
+            if entity is None or node.selection_set is None:
+                raise NotPlain(node.name.value)
+            field = query_type.fields[node.name.value]
+            shape = _shape(entity, _object_type(field), node.selection_set, fragments)
+            roots.append(Root(key, field, node, entity.contract, shape))
+        _unique(order)
+        return Plan(
+            operation,
+            query_type.name,
+            tuple(roots),
+            tuple(typenames),
+            tuple(order),
+            fields_of(self.schema, query, document),
+        )
+
+
+def _run(
+    plan: Plan,
+    schema: GraphQLSchema,
+    variables: dict[str, Any] | None,
+    view: View,
+    access: Access,
+    operation_name: str | None,
+) -> Answer:
+    coerced = get_variable_values(schema, plan.operation.variable_definitions, variables or {})
+    if isinstance(coerced, list):  # the executor reports these errors
+        raise NotPlain("variables")
+    values: dict[str, Any] = {key: plan.type_name for key in plan.typenames}
+    ids: list[str] = []
+    for root in plan.roots:
+        args = get_argument_values(root.field, root.node, coerced)
+        key = args["id"]
+        if args.get("asOf") is not None or args.get("asOfVersion") is not None:
+            raise NotPlain("time travel")
+        if len(key) > MAX_KEY_LENGTH:
+            raise NotPlain("id too long")  # the executor says what is accepted
+        index = view.indexes.get(root.identity.table_name)
+        if index is None:
+            raise NotPlain("no index")
+        row = index.get(key)
+        if row is None or not reads.visible(
+            root.identity, row, include_deleted=args.get("includeDeleted", False)
+        ):
+            values[root.key] = None
+            continue
+        ids.append(row[reads.key_of(root.identity)])
+        values[root.key] = root.shape.answer(row, access)
+    name = operation_name or (plan.operation.name.value if plan.operation.name else None)
+    return Answer(
+        {key: values[key] for key in plan.order}, name, plan.fields, list(dict.fromkeys(ids))
+    )
+
+
+def _shape(
+    entity: ObjectType,
+    graphql_type: GraphQLObjectType,
+    selection: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> Shape:
+    """The compiled selection on an entity or extension type."""
+    by_name = {to_camel_case(name): name for name in entity.attributes}
+    leaves, typenames, extensions, order = [], [], [], []
+    for node in _fields(selection, graphql_type.name, fragments):
+        key, name = (node.alias or node.name).value, node.name.value
+        order.append(key)
+        if name == TYPENAME:
+            typenames.append(key)
+        elif name in by_name and node.selection_set is None:
+            field = graphql_type.fields[name]
+            scalar = get_named_type(field.type)
+            leaves.append(
+                Leaf(
+                    key,
+                    by_name[name],
+                    entity.columns[by_name[name]],
+                    scalar.serialize,  # type: ignore[union-attr]
+                    not isinstance(field.type, GraphQLNonNull),
+                )
+            )
+        elif name in entity.extensions and node.selection_set is not None:
+            ext = entity.extensions[name]
+            present = wide.present_column(ext.contract)
+            field_type = _object_type(graphql_type.fields[name])
+            extensions.append(
+                (key, present, _shape(ext, field_type, node.selection_set, fragments))
+            )
+        else:
+            raise NotPlain(name)
+    _unique(order)
+    return Shape(
+        graphql_type.name,
+        entity.contract,
+        tuple(leaves),
+        tuple(typenames),
+        tuple(extensions),
+        tuple(order),
+    )
+
+
+def _fields(
+    selection: SelectionSetNode, type_name: str, fragments: Mapping[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    """The fields of a selection with its fragments inlined; NotPlain for directives, arguments
+    on fields, and fragments on another type."""
+    found: list[FieldNode] = []
+    for node in selection.selections:
+        if node.directives:
+            raise NotPlain("directives")
+        if isinstance(node, FieldNode):
+            found.append(node)
+        elif isinstance(node, FragmentSpreadNode):
+            fragment = fragments[node.name.value]
+            if fragment.type_condition.name.value != type_name:
+                raise NotPlain("fragment on another type")
+            found += _fields(fragment.selection_set, type_name, fragments)
+        elif isinstance(node, InlineFragmentNode):
+            condition = node.type_condition
+            if condition is not None and condition.name.value != type_name:
+                raise NotPlain("fragment on another type")
+            found += _fields(node.selection_set, type_name, fragments)
+    return found
+
+
+def _object_type(field: GraphQLField) -> GraphQLObjectType:
+    named = get_named_type(field.type)
+    if not isinstance(named, GraphQLObjectType):
+        raise NotPlain(str(named))
+    return named
+
+
+def _unique(keys: Sequence[str]) -> None:
+    # The executor merges repeated response keys; those few queries are left to it.
+    if len(set(keys)) != len(keys):
+        raise NotPlain("repeated response key")
