@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -273,6 +274,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(snapshot.current)  # load before the first request
+        # What is loaded now lives as long as the process: out of the collector's sight, a
+        # full collection no longer walks it (tens of ms that the requests meanwhile waited).
+        gc.freeze()
         stop = threading.Event()
         follower = threading.Thread(target=snapshot.follow, args=(stop,), daemon=True)
         follower.start()

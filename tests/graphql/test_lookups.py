@@ -104,7 +104,7 @@ def test_compiled_requests_are_answered_and_audited_like_the_first(
     assert other["data"]["customer"]["id"] == live_ids[1]
     assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     audit = app.state.audit
-    records = [r for r in audit._pending if r["operation"] == "Wide"]
+    records = [r for r in audit.pending() if r["operation"] == "Wide"]
     assert [r["customer_ids"] for r in records] == [[live_ids[0]], [live_ids[0]], [live_ids[1]], []]
     assert [r["outcome"] for r in records] == ["ok", "ok", "ok", "refused"]
     assert len({tuple(r["fields"]) for r in records}) == 1
