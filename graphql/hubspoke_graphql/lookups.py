@@ -157,18 +157,19 @@ class Lookups:
         """Root field name -> the entity type its lookup by id returns."""
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
+    def plan(self, query: str, operation_name: str | None) -> Plan | None:
+        """The plan of a query text compiled before, or None when the executor must answer."""
+        return self._plans.get((query, operation_name))
+
     def answer(
         self,
-        query: str,
-        operation_name: str | None,
+        plan: Plan,
         variables: dict[str, Any] | None,
         view: View,
         access: Access,
+        operation_name: str | None,
     ) -> Answer | None:
-        """The answer of a query text compiled before, or None when the executor must answer."""
-        plan = self._plans.get((query, operation_name))
-        if plan is None:
-            return None
+        """The plan's answer for these variables, or None when the executor must answer."""
         try:
             return _run(plan, self.schema, variables, view, access, operation_name)
         except NotPlain:

@@ -63,7 +63,9 @@ def test_compiled_answers_equal_the_executor_for_every_role(
         expected = asyncio.run(schema.execute(text, variables, context_value=context))
         assert expected.errors is None
         lookups.learn(text, None)
-        answer = lookups.answer(text, None, variables, view, access)
+        plan = lookups.plan(text, None)
+        assert plan is not None, text
+        answer = lookups.answer(plan, variables, view, access, None)
         assert answer is not None, text
         assert answer.data == expected.data
         assert list(_keys(answer.data)) == list(_keys(expected.data))  # the same order too
@@ -86,10 +88,14 @@ def test_what_is_not_plain_is_left_to_the_executor(
     access = Access("admin", b"")
     for text in NOT_PLAIN:
         lookups.learn(text, None)
-        assert lookups.answer(text, None, {"id": live_ids[0]}, view, access) is None, text
+        plan = lookups.plan(text, None)
+        variables = {"id": live_ids[0]}
+        assert plan is None or lookups.answer(plan, variables, view, access, None) is None, text
     lookups.learn(WIDE, None)
+    wide = lookups.plan(WIDE, None)
+    assert wide is not None
     for variables in ({}, {"id": None}, {"id": ["x"]}, {"id": "x" * 300}):
-        assert lookups.answer(WIDE, None, variables, view, access) is None, variables
+        assert lookups.answer(wide, variables, view, access, None) is None, variables
 
 
 def test_compiled_requests_are_answered_and_audited_like_the_first(
