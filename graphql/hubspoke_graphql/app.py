@@ -47,6 +47,7 @@ from hubspoke_graphql.lookups import Lookups
 from hubspoke_graphql.schema import LakeSchema, build_schema
 from hubspoke_graphql.snapshot import Snapshot
 from hubspoke_graphql.timetravel import TimeTravel
+from hubspoke_graphql.workers import run_workers
 from lake_schema import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
@@ -341,7 +342,8 @@ def app_from_env() -> Starlette:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot.
+    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot and
+    listen with a socket of their own (see `workers.py`).
 
     GraphiQL's files are fetched on first use, so the page works without a CDN.
     """
@@ -356,12 +358,4 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
         return
     create_app(settings)  # fail here, with a clear error, rather than in every worker
     os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
-    uvicorn.run(
-        "hubspoke_graphql.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    run_workers("hubspoke_graphql.app:app_from_env", host, port, workers)

@@ -9,8 +9,8 @@ instead of one per request.
 from __future__ import annotations
 
 import logging
+import random
 import threading
-import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -69,7 +69,8 @@ class AuditLog:
     ) -> None:
         """Queue one request's record (cheap: the write happens in the background)."""
         row = {
-            "request_id": uuid.uuid4().hex,
+            # 128 random bits like uuid4, without uuid4's urandom system call per request.
+            "request_id": f"{random.getrandbits(128):032x}",
             "at": datetime.now(UTC),
             "role": role,
             "operation": operation,

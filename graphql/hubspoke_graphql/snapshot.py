@@ -149,11 +149,13 @@ class Snapshot:
         self._checked_at = 0.0
 
     def follow(self, stop: threading.Event) -> None:
-        """Check the lake every refresh interval until `stop` is set, so that requests find a
-        fresh view and never wait for a check themselves."""
+        """Check the lake every half refresh interval until `stop` is set, so that requests find
+        a fresh view and never wait for a check themselves."""
         while not stop.wait(self._interval / 2):
             try:
-                self.current()
+                # Due at half the interval: a view then never looks older than the interval to
+                # `fresh`, and requests never hop to a thread to check the lake themselves.
+                self.current(max_age=self._interval / 2)
             except Exception:  # the lake may be mid-write or briefly unreadable; next round
                 log.exception("snapshot refresh failed; serving the previous view")
 
@@ -164,17 +166,21 @@ class Snapshot:
             return view
         return None
 
-    def current(self) -> View:
-        """The newest view; blocks (in the calling thread) only for the first load or a check."""
+    def current(self, max_age: float | None = None) -> View:
+        """The newest view, checked against the lake when its last check is older than `max_age`
+        (the refresh interval by default); blocks (in the calling thread) only for the first load
+        or a check."""
+        max_age = self._interval if max_age is None else max_age
         view = self._view
-        if view is not None and time.monotonic() - self._checked_at < self._interval:
+        if view is not None and time.monotonic() - self._checked_at < max_age:
             return view
         # One thread checks and refreshes; meanwhile the others keep serving the view they have
         # (only the very first load makes everyone wait).
         if not self._lock.acquire(blocking=view is None):
             return view  # type: ignore[return-value]  # non-blocking only when view is set
         try:
-            if self._view is None or time.monotonic() - self._checked_at >= self._interval:
+            started = time.monotonic()
+            if self._view is None or started - self._checked_at >= max_age:
                 if self._refresh() or self._view is None:
                     self._view = View(
                         self._con,
@@ -183,7 +189,8 @@ class Snapshot:
                         self._pin_table,
                         self._indexes,
                     )
-                self._checked_at = time.monotonic()
+                # The view is as fresh as the lake state read at the start of the check.
+                self._checked_at = started
             return self._view
         finally:
             self._lock.release()
