@@ -45,7 +45,7 @@ from hubspoke_graphql.graphiql import fetch as fetch_graphiql
 from hubspoke_graphql.limits import ANSWER_CACHE_SIZE, REQUEST_TIMEOUT_S
 from hubspoke_graphql.lookups import Lookups
 from hubspoke_graphql.schema import LakeSchema, build_schema
-from hubspoke_graphql.snapshot import Snapshot
+from hubspoke_graphql.snapshot import Snapshot, View
 from hubspoke_graphql.timetravel import TimeTravel
 from hubspoke_graphql.workers import run_workers
 from lake_schema import Catalog, load_catalog
@@ -71,11 +71,11 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         self.audit = audit
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
         """Answers given on recent views: a view never changes, so neither do they."""
-        self.lookups = Lookups(schema._schema, schema.entities)
+        self.lookups = Lookups(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A lookup by id compiled before is answered here, before strawberry reads the request
-        (its HTTP handling costs more than the answer); everything else goes through strawberry."""
+        """A query compiled before is answered here, before strawberry reads the request (its
+        HTTP handling costs more than a lookup's answer); everything else goes through strawberry."""
         if scope["type"] != "http" or scope["method"] != "POST":
             await super().__call__(scope, receive, send)
             return
@@ -89,7 +89,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         await response(scope, receive, send)
 
     async def _compiled(self, request: Request) -> Response | None:
-        """The answer of a POSTed lookup whose query text is compiled, else None."""
+        """The answer of a POSTed query whose text is compiled (see lookups), else None."""
         content_type = request.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "application/json":
             return None
@@ -106,19 +106,34 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         if plan is None:
             return None
         view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
-        access = request.state.access
-        found = self.lookups.answer(plan, variables, view, access, name)
-        if found is None:
-            return None
-        self.audit.record(
-            role=access.role,
-            operation=found.operation,
-            fields=found.fields,
-            customer_ids=found.ids,
-            customer_count=len(found.ids),
-            outcome="ok",
-        )
-        return Response(orjson.dumps({"data": found.data}), media_type="application/json")
+        context = RequestContext(view, request.state.access, self.time_travel, self.audit)
+        # Pages are kept like the executor's answers; a lookup is cheaper to answer again.
+        key = _answer_key(view, context.access, query, name, variables) if plan.pages else None
+        if key is not None and (kept := self._kept(key, context.access)) is not None:
+            data = kept.data
+        else:
+            found = await self.lookups.answer(plan, variables, context, name)
+            if found is None:
+                return None
+            self.audit.record(
+                role=context.access.role,
+                operation=found.operation,
+                fields=found.fields,
+                customer_ids=found.ids,
+                customer_count=len(found.ids),
+                outcome="ok",
+            )
+            data = found.data
+            if key is not None:
+                self._keep(
+                    key,
+                    ExecutionResult(data=data, errors=None),
+                    found.operation,
+                    found.fields,
+                    found.ids,
+                    0,
+                )
+        return Response(orjson.dumps({"data": data}), media_type="application/json")
 
     @property
     def graphql_ide_html(self) -> str:
@@ -144,21 +159,21 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         sub_response: Any,
     ) -> Any:
         """The operation's answer: from the answers of this view when asked before, else executed
-        within the time limit (and a lookup by id compiled for the next time)."""
+        within the time limit (and compiled for the next time when it is plain, see lookups)."""
         single = _single(request_data)
-        key = _answer_key(request_data, context)
-        if key is not None and (hit := self.answers.get(key)) is not None:
-            self.answers.move_to_end(key)
-            result, operation, fields, ids, counted = hit
-            self.audit.record(
-                role=context.access.role,
-                operation=operation,
-                fields=fields,
-                customer_ids=ids,
-                customer_count=max(len(ids), counted),
-                outcome="ok",
+        key = (
+            _answer_key(
+                context.view,
+                context.access,
+                single.query,
+                single.operation_name,
+                single.variables,
             )
-            return result
+            if single is not None
+            else None
+        )
+        if key is not None and (kept := self._kept(key, context.access)) is not None:
+            return kept
         try:
             # asyncio.timeout, unlike wait_for, runs the operation without a task of its own.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -176,10 +191,39 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             self.lookups.learn(single.query, single.operation_name)
         if key is not None and isinstance(result, ExecutionResult) and not result.errors:
             ids = list(dict.fromkeys(context.touched))
-            self.answers[key] = (result, context.operation, context.fields, ids, context.counted)
-            while len(self.answers) > ANSWER_CACHE_SIZE:
-                self.answers.popitem(last=False)
+            self._keep(key, result, context.operation, context.fields, ids, context.counted)
         return result
+
+    def _kept(self, key: tuple[Any, ...], access: Access) -> ExecutionResult | None:
+        """An answer kept for this question on this view, audited as a new read; else None."""
+        hit = self.answers.get(key)
+        if hit is None:
+            return None
+        self.answers.move_to_end(key)
+        result, operation, fields, ids, counted = hit
+        self.audit.record(
+            role=access.role,
+            operation=operation,
+            fields=fields,
+            customer_ids=ids,
+            customer_count=max(len(ids), counted),
+            outcome="ok",
+        )
+        return result
+
+    def _keep(
+        self,
+        key: tuple[Any, ...],
+        result: ExecutionResult,
+        operation: str | None,
+        fields: list[str],
+        ids: list[str],
+        counted: int,
+    ) -> None:
+        """Keep an answer for the same question on the same view (the oldest kept goes)."""
+        self.answers[key] = (result, operation, fields, ids, counted)
+        while len(self.answers) > ANSWER_CACHE_SIZE:
+            self.answers.popitem(last=False)
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson: several times faster than json for the pages the API returns."""
@@ -193,21 +237,15 @@ def _single(request_data: Any) -> Any:
     return None if request_data.extensions else request_data
 
 
-def _answer_key(request_data: Any, context: RequestContext) -> tuple[Any, ...] | None:
+def _answer_key(
+    view: View, access: Access, query: str, operation_name: str | None, variables: Any
+) -> tuple[Any, ...] | None:
     """What decides an answer: the view, the role, the query and its variables."""
-    if isinstance(request_data, list) or not isinstance(request_data.query, str):
-        return None
     try:
-        variables = orjson.dumps(request_data.variables, option=orjson.OPT_SORT_KEYS)
+        encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return None
-    return (
-        context.view.serial,
-        context.access.role,
-        request_data.query,
-        request_data.operation_name,
-        variables,
-    )
+    return (view.serial, access.role, query, operation_name, encoded)
 
 
 class KeyGate:

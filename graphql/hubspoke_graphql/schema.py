@@ -3,6 +3,8 @@
 # No `from __future__ import annotations`: resolver annotations name classes made at run time.
 import asyncio
 import types
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,6 +15,7 @@ from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
 from hubspoke_graphql import reads
+from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.filters import (
     Column,
     EntityInputs,
@@ -40,17 +43,21 @@ def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
     catalog = catalog or load_catalog()
     fields: dict[str, StrawberryField] = {}
     entities: dict[str, ObjectType] = {}
+    connections: dict[str, Connection] = {}
     for identity in catalog.identities():
         extensions = catalog.extensions(identity.entity)
         entity = entity_type(identity, [extension_type(c) for c in extensions])
         inputs = entity_inputs(entity.cls.__name__, identity, extensions)
-        fields |= entity_queries(entity, inputs)
+        queries, connection = entity_queries(entity, inputs)
+        fields |= queries
         entities[lookup_name(identity)] = entity
+        connections[connection.field.python_name] = connection
     namespace: dict[str, Any] = dict(fields)
     query = types.new_class("Query", (), {}, lambda ns: ns.update(namespace))
     strawberry.type(query, description="Entities of the lake: identity plus domain extensions.")
     schema = LakeSchema(query=query, extensions=schema_extensions())
     schema.entities = entities
+    schema.connections = connections
     return schema
 
 
@@ -59,6 +66,8 @@ class LakeSchema(strawberry.Schema):
 
     entities: dict[str, ObjectType]
     """Root field of each entity's lookup by id -> the entity type it returns."""
+    connections: dict[str, "Connection"]
+    """Root field of each entity's connection -> the connection."""
 
     def process_errors(
         self,
@@ -96,8 +105,32 @@ def numbers_type(entity_name: str, inputs: EntityInputs, suffix: str, descriptio
     return strawberry.type(cls, name=f"{entity_name}{suffix}", description=description)
 
 
-def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, StrawberryField]:
-    """The two root fields of one entity: one by id, and a connection over all of them."""
+@dataclass(frozen=True)
+class Page:
+    """The rows of one page of a connection, their cursors, and where the page stands."""
+
+    rows: list[dict[str, Any]]
+    cursors: list[str]
+    page_info: PageInfo
+    selection: reads.Selection
+    view: Any
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An entity's connection field and its page loader (for compiled answers, see lookups)."""
+
+    entity: ObjectType
+    field: StrawberryField
+    load: Callable[..., Awaitable[Page]]
+    """`load(context, **arguments)`: the page the field's resolver would answer."""
+
+
+def entity_queries(
+    entity: ObjectType, inputs: EntityInputs
+) -> tuple[dict[str, StrawberryField], Connection]:
+    """The two root fields of one entity (one by id, and a connection over all of them), and
+    the connection's loader."""
     identity = entity.contract
     name = identity.entity or identity.table_name
     type_name = entity.cls.__name__
@@ -253,6 +286,44 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         as_of_version: AsOfVersion = None,
     ) -> EntityConnection:
         context = info.context
+        found = await load_page(
+            context,
+            where=where,
+            order_by=order_by,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            limit=limit,
+            offset=offset,
+            include_deleted=include_deleted,
+            as_of=as_of,
+            as_of_version=as_of_version,
+        )
+        context.touched.extend(row[key] for row in found.rows)
+        edges = [
+            Edge(cursor=cursor, node=entity.build(row, context.access))
+            for row, cursor in zip(found.rows, found.cursors, strict=True)
+        ]
+        return EntityConnection(
+            edges=edges, page_info=found.page_info, selection=found.selection, view=found.view
+        )
+
+    async def load_page(
+        context: RequestContext,
+        *,
+        where: Any,
+        order_by: list[Any] | None,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+        limit: int | None,
+        offset: int | None,
+        include_deleted: bool,
+        as_of: datetime | None,
+        as_of_version: int | None,
+    ) -> Page:
         sees = context.access.sees
         selection = reads.Selection(
             identity,
@@ -284,30 +355,25 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         more = len(rows) > win.limit
         if more:
             rows = rows[1:] if win.backwards else rows[: win.limit]
-        context.touched.extend(row[key] for row in rows)
-        edges = [
-            Edge(
-                cursor=encode_cursor(name, selection.order, row),
-                node=entity.build(row, context.access),
-            )
-            for row in rows
-        ]
+        cursors = [encode_cursor(name, selection.order, row) for row in rows]
         page_info = PageInfo(
             has_next_page=win.before is not None if win.backwards else more,
             has_previous_page=more if win.backwards else (win.after is not None or win.offset > 0),
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
         )
-        return EntityConnection(edges=edges, page_info=page_info, selection=selection, view=view)
+        return Page(rows, cursors, page_info, selection, view)
 
     one.__name__, page.__name__ = lookup_name(identity), to_camel_case(plural(name))
-    return {
+    connection = strawberry.field(
+        resolver=page,
+        description=f"Every {name}, a page at a time: filter with where, sort with orderBy,"
+        " page with cursors (first/after, last/before) or limit/offset.",
+    )
+    fields = {
         one.__name__: strawberry.field(
             resolver=one, description=f"One {name} by id; null when there is none."
         ),
-        page.__name__: strawberry.field(
-            resolver=page,
-            description=f"Every {name}, a page at a time: filter with where, sort with orderBy,"
-            " page with cursors (first/after, last/before) or limit/offset.",
-        ),
+        page.__name__: connection,
     }
+    return fields, Connection(entity, connection, load_page)

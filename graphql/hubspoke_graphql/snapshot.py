@@ -92,7 +92,7 @@ class View:
             hook(sql, params)
         cursor = self._cursors.get()
         try:
-            return cursor.sql(sql, params=list(params)).to_arrow_table().to_pylist()
+            return wide.rows_of(cursor.sql(sql, params=list(params)).to_arrow_table())
         finally:
             self._cursors.put(cursor)
 

@@ -135,10 +135,34 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z"}
 
 
+def rows_of(table: pa.Table) -> list[Row]:
+    """The rows of `table` as dicts, as `to_pylist` gives them, UTC timestamps built faster."""
+    utc = [f.name for f in table.schema if _is_utc(f.type)]
+    if not utc:
+        return table.to_pylist()
+    # Cast to naive, the values stay the UTC instants they are; pyarrow then skips zoneinfo
+    # (~4 us a value), and tagging them UTC in Python costs a tenth of that.
+    naive = table.cast(
+        pa.schema(
+            [f.with_type(pa.timestamp(f.type.unit)) if f.name in utc else f for f in table.schema]
+        )
+    )
+    rows = naive.to_pylist()
+    for row in rows:
+        for name in utc:
+            if (value := row[name]) is not None:
+                row[name] = value.replace(tzinfo=UTC)
+    return rows
+
+
+def _is_utc(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.tz in _UTC_NAMES
+
+
 def _reader(column: pa.ChunkedArray) -> Callable[[int], Any]:
     """A function reading the value at one position of `column` as the Python object pyarrow gives."""
     kind = column.type
-    if pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in _UTC_NAMES:
+    if _is_utc(kind) and kind.unit == "us":
         # pyarrow builds a UTC timestamp through zoneinfo (~4 us a value); the epoch plus the
         # stored microseconds is the same instant, with the same isoformat, several times faster.
         micros = column.cast(pa.int64())
