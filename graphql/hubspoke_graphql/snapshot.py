@@ -149,21 +149,24 @@ class Snapshot:
         self._checked_at = 0.0
 
     def follow(self, stop: threading.Event) -> None:
-        """Check the lake every half refresh interval until `stop` is set, so that requests find
-        a fresh view and never wait for a check themselves."""
-        while not stop.wait(self._interval / 2):
+        """Check the lake before each refresh interval ends until `stop` is set, so that requests
+        find a fresh view and never wait for a check themselves."""
+        while not stop.wait(self._interval / 4):
             try:
-                # Due at half the interval: a view then never looks older than the interval to
-                # `fresh`, and requests never hop to a thread to check the lake themselves.
-                self.current(max_age=self._interval / 2)
+                # Due before the interval ends, so that a view never looks stale to `fresh` and
+                # requests never hop to a thread to check the lake themselves.
+                self.current(max_age=self._interval * 3 / 4)
             except Exception:  # the lake may be mid-write or briefly unreadable; next round
                 log.exception("snapshot refresh failed; serving the previous view")
 
     def fresh(self) -> View | None:
-        """The view when it was checked within the refresh interval (no lake access), else None."""
+        """The view when it was checked within the refresh interval or a check is under way (no
+        lake access), else None."""
         view = self._view
-        if view is not None and time.monotonic() - self._checked_at < self._interval:
-            return view
+        if view is not None and (
+            time.monotonic() - self._checked_at < self._interval or self._lock.locked()
+        ):
+            return view  # while a check runs, `current` would answer this view too
         return None
 
     def current(self, max_age: float | None = None) -> View:
