@@ -309,39 +309,18 @@ def entity_queries(
             edges=edges, page_info=found.page_info, selection=found.selection, view=found.view
         )
 
-    async def load_page(
-        context: RequestContext,
-        *,
-        where: Any,
-        order_by: list[Any] | None,
-        first: int | None,
-        after: str | None,
-        last: int | None,
-        before: str | None,
-        limit: int | None,
-        offset: int | None,
-        include_deleted: bool,
-        as_of: datetime | None,
-        as_of_version: int | None,
-    ) -> Page:
+    async def load_page(context: RequestContext, **arguments: Any) -> Page:
+        # `arguments`: the connection field's, by their Python names (as `page` receives them).
         sees = context.access.sees
         selection = reads.Selection(
             identity,
-            compile_where(where, inputs, sees),
-            compile_order(order_by, inputs, key, sees),
-            include_deleted,
+            compile_where(arguments["where"], inputs, sees),
+            compile_order(arguments["order_by"], inputs, key, sees),
+            arguments["include_deleted"],
         )
-        win = window(
-            name,
-            selection.order,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-            limit=limit,
-            offset=offset,
-        )
-        view = await context.view_at(identity, as_of_version, as_of)
+        paging = ("first", "after", "last", "before", "limit", "offset")
+        win = window(name, selection.order, **{a: arguments[a] for a in paging})
+        view = await context.view_at(identity, arguments["as_of_version"], arguments["as_of"])
         rows = await asyncio.to_thread(
             reads.page,
             view,
