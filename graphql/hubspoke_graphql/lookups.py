@@ -167,13 +167,12 @@ class PageRoot:
 def _edge(items: Items, row: Row, cursor: str, access: Access) -> dict[str, Any]:
     edge: dict[str, Any] = {}
     for key, kind, detail in items:
-        edge[key] = (
-            detail
-            if kind == "typename"
-            else cursor
-            if kind == "cursor"
-            else detail.answer(row, access)
-        )
+        if kind == "typename":
+            edge[key] = detail
+        elif kind == "cursor":
+            edge[key] = cursor
+        else:
+            edge[key] = detail.answer(row, access)
     return edge
 
 
