@@ -304,7 +304,10 @@ class Lookups:
         values: dict[str, Any] = {key: plan.type_name for key in plan.typenames}
         ids: list[str] = []
         for root in plan.roots:
-            args = get_argument_values(root.field, root.node, coerced)
+            try:
+                args = get_argument_values(root.field, root.node, coerced)
+            except GraphQLError as exc:  # a null for a non-null argument, say
+                raise NotPlain("arguments") from exc
             if isinstance(root, PageRoot):
                 page = await self._page(root, args, context)
                 ids += [row[reads.key_of(root.connection.entity.contract)] for row in page.rows]
@@ -323,13 +326,13 @@ class Lookups:
 
     async def _page(self, root: PageRoot, args: dict[str, Any], context: RequestContext) -> Page:
         """The page the connection's resolver would load, with the same converted arguments."""
-        kwargs = convert_arguments(
-            args,
-            root.connection.field.arguments,
-            scalar_registry=self.strawberry.schema_converter.scalar_registry,
-            config=self.strawberry.config,
-        )
         try:
+            kwargs = convert_arguments(
+                args,
+                root.connection.field.arguments,
+                scalar_registry=self.strawberry.schema_converter.scalar_registry,
+                config=self.strawberry.config,
+            )
             # Past the time limit the executor runs it again and reports the timeout.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 return await root.connection.load(context, **kwargs)

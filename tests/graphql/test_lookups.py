@@ -120,6 +120,8 @@ def test_what_is_not_plain_is_left_to_the_executor(
         assert answer(text, {"id": live_ids[0]}) is None, text
     for variables in ({}, {"id": None}, {"id": ["x"]}, {"id": "x" * 300}):
         assert answer(WIDE, variables) is None, variables
+    defaulted = 'query ($id: ID = "x") { customer(id: $id) { id } }'
+    assert answer(defaulted, {"id": None}) is None  # null for the non-null argument
     for variables in ({"min": "1", "after": "bogus"}, {"min": "x"}):
         assert answer(PAGES, variables) is None, variables
     # Filtering on pii the role may not read is refused by the executor, not answered.
@@ -142,3 +144,8 @@ def test_compiled_requests_are_answered_and_audited_like_the_first(
     assert [r["customer_ids"] for r in records] == [[live_ids[0]], [live_ids[0]], [live_ids[1]], []]
     assert [r["outcome"] for r in records] == ["ok", "ok", "ok", "refused"]
     assert len({tuple(r["fields"]) for r in records}) == 1
+
+    defaulted = 'query ($id: ID = "nobody") { customer(id: $id) { id } }'
+    assert query(defaulted, role="analyst") == {"data": {"customer": None}}
+    refused = query(defaulted, role="analyst", id=None)  # compiled now, left to the executor
+    assert "must not be null" in refused["errors"][0]["message"]
