@@ -38,7 +38,7 @@ from hubspoke_graphql.types import ObjectType, entity_type, extension_type
 from lake_schema import Catalog, Contract, load_catalog
 
 
-def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
+def build_schema(catalog: Catalog | None = None) -> "LakeSchema":
     """The API of every identity contract in `catalog` (the packaged contracts by default)."""
     catalog = catalog or load_catalog()
     fields: dict[str, StrawberryField] = {}
@@ -62,7 +62,8 @@ def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
 
 
 class LakeSchema(strawberry.Schema):
-    """A strawberry schema that logs only the errors its operators have to look at."""
+    """A strawberry schema that knows its entities' root fields (for compiled answers, see
+    lookups) and logs only the errors its operators have to look at."""
 
     entities: dict[str, ObjectType]
     """Root field of each entity's lookup by id -> the entity type it returns."""
