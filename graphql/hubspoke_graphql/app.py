@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -13,12 +14,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-import strawberry
 import uvicorn
+from cross_web import HTTPException  # what strawberry's ASGI handler raises and catches
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -42,9 +43,11 @@ from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.graphiql import ROUTE, offline_page
 from hubspoke_graphql.graphiql import fetch as fetch_graphiql
 from hubspoke_graphql.limits import ANSWER_CACHE_SIZE, REQUEST_TIMEOUT_S
-from hubspoke_graphql.schema import build_schema
-from hubspoke_graphql.snapshot import Snapshot
+from hubspoke_graphql.lookups import Lookups
+from hubspoke_graphql.schema import LakeSchema, build_schema
+from hubspoke_graphql.snapshot import Snapshot, View
 from hubspoke_graphql.timetravel import TimeTravel
+from hubspoke_graphql.workers import run_workers
 from lake_schema import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
 
     def __init__(
         self,
-        schema: strawberry.Schema,
+        schema: LakeSchema,
         snapshot: Snapshot,
         time_travel: TimeTravel,
         audit: AuditLog,
@@ -68,6 +71,69 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         self.audit = audit
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
         """Answers given on recent views: a view never changes, so neither do they."""
+        self.lookups = Lookups(schema)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A query compiled before is answered here, before strawberry reads the request (its
+        HTTP handling costs more than a lookup's answer); everything else goes through strawberry."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)  # keeps the body it read for strawberry
+        response = await self._compiled(request)
+        if response is None:
+            try:  # what strawberry's __call__ does around `run`
+                response = await self.run(request)
+            except HTTPException as exc:
+                response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+        await response(scope, receive, send)
+
+    async def _compiled(self, request: Request) -> Response | None:
+        """The answer of a POSTed query whose text is compiled (see lookups), else None."""
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("extensions") is not None:
+            return None
+        query, name, variables = data.get("query"), data.get("operationName"), data.get("variables")
+        if not isinstance(name, str | None) or not isinstance(variables, dict | None):
+            return None
+        plan = self.lookups.plan(query, name) if isinstance(query, str) else None
+        if plan is None:
+            return None
+        view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
+        context = RequestContext(view, request.state.access, self.time_travel, self.audit)
+        # Pages are kept like the executor's answers; a lookup is cheaper to answer again.
+        key = _answer_key(view, context.access, query, name, variables) if plan.pages else None
+        if key is not None and (kept := self._kept(key, context.access)) is not None:
+            data = kept.data
+        else:
+            found = await self.lookups.answer(plan, variables, context, name)
+            if found is None:
+                return None
+            self.audit.record(
+                role=context.access.role,
+                operation=found.operation,
+                fields=found.fields,
+                customer_ids=found.ids,
+                customer_count=len(found.ids),
+                outcome="ok",
+            )
+            data = found.data
+            if key is not None:
+                self._keep(
+                    key,
+                    ExecutionResult(data=data, errors=None),
+                    found.operation,
+                    found.fields,
+                    found.ids,
+                    0,
+                )
+        return Response(orjson.dumps({"data": data}), media_type="application/json")
 
     @property
     def graphql_ide_html(self) -> str:
@@ -93,20 +159,21 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         sub_response: Any,
     ) -> Any:
         """The operation's answer: from the answers of this view when asked before, else executed
-        within the time limit."""
-        key = _answer_key(request_data, context)
-        if key is not None and (hit := self.answers.get(key)) is not None:
-            self.answers.move_to_end(key)
-            result, operation, fields, ids, counted = hit
-            self.audit.record(
-                role=context.access.role,
-                operation=operation,
-                fields=fields,
-                customer_ids=ids,
-                customer_count=max(len(ids), counted),
-                outcome="ok",
+        within the time limit (and compiled for the next time when it is plain, see lookups)."""
+        single = _single(request_data)
+        key = (
+            _answer_key(
+                context.view,
+                context.access,
+                single.query,
+                single.operation_name,
+                single.variables,
             )
-            return result
+            if single is not None
+            else None
+        )
+        if key is not None and (kept := self._kept(key, context.access)) is not None:
+            return kept
         try:
             # asyncio.timeout, unlike wait_for, runs the operation without a task of its own.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -120,33 +187,65 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                 extensions={"code": "TIMEOUT"},
             )
             return ExecutionResult(data=None, errors=[error])
+        if single is not None and isinstance(result, ExecutionResult) and not result.errors:
+            self.lookups.learn(single.query, single.operation_name)
         if key is not None and isinstance(result, ExecutionResult) and not result.errors:
             ids = list(dict.fromkeys(context.touched))
-            self.answers[key] = (result, context.operation, context.fields, ids, context.counted)
-            while len(self.answers) > ANSWER_CACHE_SIZE:
-                self.answers.popitem(last=False)
+            self._keep(key, result, context.operation, context.fields, ids, context.counted)
         return result
+
+    def _kept(self, key: tuple[Any, ...], access: Access) -> ExecutionResult | None:
+        """An answer kept for this question on this view, audited as a new read; else None."""
+        hit = self.answers.get(key)
+        if hit is None:
+            return None
+        self.answers.move_to_end(key)
+        result, operation, fields, ids, counted = hit
+        self.audit.record(
+            role=access.role,
+            operation=operation,
+            fields=fields,
+            customer_ids=ids,
+            customer_count=max(len(ids), counted),
+            outcome="ok",
+        )
+        return result
+
+    def _keep(
+        self,
+        key: tuple[Any, ...],
+        result: ExecutionResult,
+        operation: str | None,
+        fields: list[str],
+        ids: list[str],
+        counted: int,
+    ) -> None:
+        """Keep an answer for the same question on the same view (the oldest kept goes)."""
+        self.answers[key] = (result, operation, fields, ids, counted)
+        while len(self.answers) > ANSWER_CACHE_SIZE:
+            self.answers.popitem(last=False)
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson: several times faster than json for the pages the API returns."""
         return orjson.dumps(data)
 
 
-def _answer_key(request_data: Any, context: RequestContext) -> tuple[Any, ...] | None:
-    """What decides an answer: the view, the role, the query and its variables."""
+def _single(request_data: Any) -> Any:
+    """The request's one operation when it has a query text and no protocol extensions."""
     if isinstance(request_data, list) or not isinstance(request_data.query, str):
         return None
+    return None if request_data.extensions else request_data
+
+
+def _answer_key(
+    view: View, access: Access, query: str, operation_name: str | None, variables: Any
+) -> tuple[Any, ...] | None:
+    """What decides an answer: the view, the role, the query and its variables."""
     try:
-        variables = orjson.dumps(request_data.variables, option=orjson.OPT_SORT_KEYS)
+        encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return None
-    return (
-        context.view.serial,
-        context.access.role,
-        request_data.query,
-        request_data.operation_name,
-        variables,
-    )
+    return (view.serial, access.role, query, operation_name, encoded)
 
 
 class KeyGate:
@@ -159,6 +258,8 @@ class KeyGate:
         self.keys = keys
         self.introspection_roles = introspection_roles
         self.ide = ide
+        self.access: dict[str, Access] = {}
+        """One Access per role, shared by its requests: its masks are worked out once."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no subscriptions: the lake is read by queries
@@ -182,9 +283,12 @@ class KeyGate:
             )
             await _unauthorized(request)(scope, receive, send)
             return
-        scope.setdefault("state", {})["access"] = Access(
-            role, self.keys.mask_secret, role in self.introspection_roles
-        )
+        access = self.access.get(role)
+        if access is None:
+            access = self.access[role] = Access(
+                role, self.keys.mask_secret, role in self.introspection_roles
+            )
+        scope.setdefault("state", {})["access"] = access
         await self.app(scope, receive, send)
 
     def _is_ide_page(self, request: Request) -> bool:
@@ -243,6 +347,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(snapshot.current)  # load before the first request
+        # What is loaded now lives as long as the process: out of the collector's sight, a
+        # full collection no longer walks it (tens of ms that the requests meanwhile waited).
+        gc.freeze()
         stop = threading.Event()
         follower = threading.Thread(target=snapshot.follow, args=(stop,), daemon=True)
         follower.start()
@@ -273,7 +380,8 @@ def app_from_env() -> Starlette:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot.
+    """Serve the API with uvicorn until interrupted; several workers each hold a snapshot and
+    listen with a socket of their own (see `workers.py`).
 
     GraphiQL's files are fetched on first use, so the page works without a CDN.
     """
@@ -288,12 +396,4 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
         return
     create_app(settings)  # fail here, with a clear error, rather than in every worker
     os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
-    uvicorn.run(
-        "hubspoke_graphql.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    run_workers("hubspoke_graphql.app:app_from_env", host, port, workers)

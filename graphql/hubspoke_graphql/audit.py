@@ -9,20 +9,22 @@ instead of one per request.
 from __future__ import annotations
 
 import logging
+import random
 import threading
-import uuid
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from deltalake import DeltaTable
 from graphql import DocumentNode, GraphQLSchema, TypeInfo, TypeInfoVisitor, Visitor, visit
 from strawberry.extensions import SchemaExtension
 
 from hubspoke.lake import Lake, LakeTable
 from hubspoke_graphql.limits import CACHE_SIZE
+from lake_schema import Contract
 
 AUDIT_TABLE = "api_audit_log"
 FLUSH_INTERVAL_S = 1.0
@@ -48,7 +50,7 @@ class AuditLog:
     def __init__(self, table: LakeTable, interval: float = FLUSH_INTERVAL_S) -> None:
         self.table = table
         self._interval = interval
-        self._pending: list[dict[str, Any]] = []
+        self._pending = _Pending()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -67,7 +69,8 @@ class AuditLog:
     ) -> None:
         """Queue one request's record (cheap: the write happens in the background)."""
         row = {
-            "request_id": uuid.uuid4().hex,
+            # 128 random bits like uuid4, without uuid4's urandom system call per request.
+            "request_id": f"{random.getrandbits(128):032x}",
             "at": datetime.now(UTC),
             "role": role,
             "operation": operation,
@@ -79,7 +82,7 @@ class AuditLog:
         if self._thread is None:
             self.start()
         with self._lock:
-            self._pending.append(row)
+            self._pending.add(row)
             full = len(self._pending) >= FLUSH_RECORDS
         if full:
             self._wake.set()
@@ -88,15 +91,21 @@ class AuditLog:
         """Append every queued record now; returns how many were written."""
         with self._flush_lock:
             with self._lock:
-                rows, self._pending = self._pending, []
+                rows, self._pending = self._pending, _Pending()
             if rows:
                 try:
-                    self.table.append(self.table.contract.to_arrow(rows), step="audit")
+                    self.table.append(rows.to_arrow(self.table.contract), step="audit")
                 except BaseException:
                     with self._lock:  # back in front, in order, for the next flush
-                        self._pending[:0] = rows
+                        rows.extend(self._pending)
+                        self._pending = rows
                     raise
             return len(rows)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The records queued and not written yet, oldest first."""
+        with self._lock:
+            return list(self._pending)
 
     def start(self) -> None:
         """Flush in a background thread until `close`."""
@@ -124,6 +133,57 @@ class AuditLog:
                 log.exception("audit flush failed; retrying")
 
 
+class _Pending:
+    """Queued records column by column, so that a flush is a few short Arrow calls.
+
+    Converting thousands of records row by row holds the GIL for several milliseconds, which
+    the requests served meanwhile wait for. A request's field list is one cached list shared
+    by every request of its query text: each distinct list is kept once, and rows point at it.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = defaultdict(list)
+        self.fields: list[list[str]] = []
+        self._at: dict[int, int] = {}  # id of a list in `fields` -> its position
+
+    def __len__(self) -> int:
+        return len(self.columns["request_id"])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        names = list(self.columns)
+        for values in zip(*self.columns.values(), strict=True):
+            row = dict(zip(names, values, strict=True))
+            row["fields"] = self.fields[row["fields"]]
+            yield row
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one record."""
+        fields = row["fields"]
+        at = self._at.get(id(fields))
+        if at is None:
+            at = self._at[id(fields)] = len(self.fields)
+            self.fields.append(fields)
+        for name, value in row.items():
+            self.columns[name].append(at if name == "fields" else value)
+
+    def extend(self, later: _Pending) -> None:
+        """Queue the records of `later` after these."""
+        for row in later:
+            self.add(row)
+
+    def to_arrow(self, contract: Contract) -> pa.Table:
+        """The records in the contract's schema."""
+        schema = contract.arrow_schema()
+        arrays = []
+        for f in schema:
+            if f.name == "fields":
+                at = pa.array(self.columns[f.name], pa.int32())
+                arrays.append(pa.array(self.fields, f.type).take(at))
+            else:
+                arrays.append(pa.array(self.columns[f.name], f.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
 class _Fields(Visitor):
     def __init__(self, type_info: TypeInfo) -> None:
         super().__init__()
@@ -139,7 +199,7 @@ class _Fields(Visitor):
 _FIELDS_CACHE: OrderedDict[tuple[int, str], list[str]] = OrderedDict()
 
 
-def _fields_of(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[str]:
+def fields_of(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[str]:
     """Every `Type.field` the document selects (cached per query text, like parsing)."""
     cached = _FIELDS_CACHE.get((id(schema), query))
     if cached is None:
@@ -165,9 +225,7 @@ class Audit(SchemaExtension):
             return
         document = ctx.graphql_document
         fields = (
-            _fields_of(ctx.schema._schema, ctx.query or "", document)
-            if document is not None
-            else []
+            fields_of(ctx.schema._schema, ctx.query or "", document) if document is not None else []
         )
         result = ctx.result
         if ctx.pre_execution_errors:

@@ -3,6 +3,8 @@
 # No `from __future__ import annotations`: resolver annotations name classes made at run time.
 import asyncio
 import types
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,6 +15,7 @@ from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
 from hubspoke_graphql import reads
+from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.filters import (
     Column,
     EntityInputs,
@@ -32,26 +35,40 @@ from hubspoke_graphql.limits import (
 )
 from hubspoke_graphql.pagination import Edge, PageInfo, encode_cursor, window
 from hubspoke_graphql.types import ObjectType, entity_type, extension_type
-from lake_schema import Catalog, load_catalog
+from lake_schema import Catalog, Contract, load_catalog
 
 
-def build_schema(catalog: Catalog | None = None) -> strawberry.Schema:
+def build_schema(catalog: Catalog | None = None) -> "LakeSchema":
     """The API of every identity contract in `catalog` (the packaged contracts by default)."""
     catalog = catalog or load_catalog()
     fields: dict[str, StrawberryField] = {}
+    entities: dict[str, ObjectType] = {}
+    connections: dict[str, Connection] = {}
     for identity in catalog.identities():
         extensions = catalog.extensions(identity.entity)
         entity = entity_type(identity, [extension_type(c) for c in extensions])
         inputs = entity_inputs(entity.cls.__name__, identity, extensions)
-        fields |= entity_queries(entity, inputs)
+        queries, connection = entity_queries(entity, inputs)
+        fields |= queries
+        entities[lookup_name(identity)] = entity
+        connections[connection.field.python_name] = connection
     namespace: dict[str, Any] = dict(fields)
     query = types.new_class("Query", (), {}, lambda ns: ns.update(namespace))
     strawberry.type(query, description="Entities of the lake: identity plus domain extensions.")
-    return LakeSchema(query=query, extensions=schema_extensions())
+    schema = LakeSchema(query=query, extensions=schema_extensions())
+    schema.entities = entities
+    schema.connections = connections
+    return schema
 
 
 class LakeSchema(strawberry.Schema):
-    """A strawberry schema that logs only the errors its operators have to look at."""
+    """A strawberry schema that knows its entities' root fields (for compiled answers, see
+    lookups) and logs only the errors its operators have to look at."""
+
+    entities: dict[str, ObjectType]
+    """Root field of each entity's lookup by id -> the entity type it returns."""
+    connections: dict[str, "Connection"]
+    """Root field of each entity's connection -> the connection."""
 
     def process_errors(
         self,
@@ -61,6 +78,11 @@ class LakeSchema(strawberry.Schema):
         """Log every error but client errors, which the client already got a clear message for."""
         ours = [e for e in errors if not is_client_error(e)]
         super().process_errors(ours, execution_context)
+
+
+def lookup_name(identity: Contract) -> str:
+    """The root field that looks one entity up by id (`customer`)."""
+    return to_camel_case(identity.entity or identity.table_name)
 
 
 def plural(word: str) -> str:
@@ -84,8 +106,32 @@ def numbers_type(entity_name: str, inputs: EntityInputs, suffix: str, descriptio
     return strawberry.type(cls, name=f"{entity_name}{suffix}", description=description)
 
 
-def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, StrawberryField]:
-    """The two root fields of one entity: one by id, and a connection over all of them."""
+@dataclass(frozen=True)
+class Page:
+    """The rows of one page of a connection, their cursors, and where the page stands."""
+
+    rows: list[dict[str, Any]]
+    cursors: list[str]
+    page_info: PageInfo
+    selection: reads.Selection
+    view: Any
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An entity's connection field and its page loader (for compiled answers, see lookups)."""
+
+    entity: ObjectType
+    field: StrawberryField
+    load: Callable[..., Awaitable[Page]]
+    """`load(context, **arguments)`: the page the field's resolver would answer."""
+
+
+def entity_queries(
+    entity: ObjectType, inputs: EntityInputs
+) -> tuple[dict[str, StrawberryField], Connection]:
+    """The two root fields of one entity (one by id, and a connection over all of them), and
+    the connection's loader."""
     identity = entity.contract
     name = identity.entity or identity.table_name
     type_name = entity.cls.__name__
@@ -241,24 +287,41 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         as_of_version: AsOfVersion = None,
     ) -> EntityConnection:
         context = info.context
-        sees = context.access.sees
-        selection = reads.Selection(
-            identity,
-            compile_where(where, inputs, sees),
-            compile_order(order_by, inputs, key, sees),
-            include_deleted,
-        )
-        win = window(
-            name,
-            selection.order,
+        found = await load_page(
+            context,
+            where=where,
+            order_by=order_by,
             first=first,
             after=after,
             last=last,
             before=before,
             limit=limit,
             offset=offset,
+            include_deleted=include_deleted,
+            as_of=as_of,
+            as_of_version=as_of_version,
         )
-        view = await context.view_at(identity, as_of_version, as_of)
+        context.touched.extend(row[key] for row in found.rows)
+        edges = [
+            Edge(cursor=cursor, node=entity.build(row, context.access))
+            for row, cursor in zip(found.rows, found.cursors, strict=True)
+        ]
+        return EntityConnection(
+            edges=edges, page_info=found.page_info, selection=found.selection, view=found.view
+        )
+
+    async def load_page(context: RequestContext, **arguments: Any) -> Page:
+        # `arguments`: the connection field's, by their Python names (as `page` receives them).
+        sees = context.access.sees
+        selection = reads.Selection(
+            identity,
+            compile_where(arguments["where"], inputs, sees),
+            compile_order(arguments["order_by"], inputs, key, sees),
+            arguments["include_deleted"],
+        )
+        paging = ("first", "after", "last", "before", "limit", "offset")
+        win = window(name, selection.order, **{a: arguments[a] for a in paging})
+        view = await context.view_at(identity, arguments["as_of_version"], arguments["as_of"])
         rows = await asyncio.to_thread(
             reads.page,
             view,
@@ -272,30 +335,25 @@ def entity_queries(entity: ObjectType, inputs: EntityInputs) -> dict[str, Strawb
         more = len(rows) > win.limit
         if more:
             rows = rows[1:] if win.backwards else rows[: win.limit]
-        context.touched.extend(row[key] for row in rows)
-        edges = [
-            Edge(
-                cursor=encode_cursor(name, selection.order, row),
-                node=entity.build(row, context.access),
-            )
-            for row in rows
-        ]
+        cursors = [encode_cursor(name, selection.order, row) for row in rows]
         page_info = PageInfo(
             has_next_page=win.before is not None if win.backwards else more,
             has_previous_page=more if win.backwards else (win.after is not None or win.offset > 0),
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
         )
-        return EntityConnection(edges=edges, page_info=page_info, selection=selection, view=view)
+        return Page(rows, cursors, page_info, selection, view)
 
-    one.__name__, page.__name__ = to_camel_case(name), to_camel_case(plural(name))
-    return {
+    one.__name__, page.__name__ = lookup_name(identity), to_camel_case(plural(name))
+    connection = strawberry.field(
+        resolver=page,
+        description=f"Every {name}, a page at a time: filter with where, sort with orderBy,"
+        " page with cursors (first/after, last/before) or limit/offset.",
+    )
+    fields = {
         one.__name__: strawberry.field(
             resolver=one, description=f"One {name} by id; null when there is none."
         ),
-        page.__name__: strawberry.field(
-            resolver=page,
-            description=f"Every {name}, a page at a time: filter with where, sort with orderBy,"
-            " page with cursors (first/after, last/before) or limit/offset.",
-        ),
+        page.__name__: connection,
     }
+    return fields, Connection(entity, connection, load_page)

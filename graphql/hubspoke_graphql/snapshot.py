@@ -92,7 +92,7 @@ class View:
             hook(sql, params)
         cursor = self._cursors.get()
         try:
-            return cursor.sql(sql, params=list(params)).to_arrow_table().to_pylist()
+            return wide.rows_of(cursor.sql(sql, params=list(params)).to_arrow_table())
         finally:
             self._cursors.put(cursor)
 
@@ -199,32 +199,41 @@ class Snapshot:
         self._checked_at = 0.0
 
     def follow(self, stop: threading.Event) -> None:
-        """Check the lake every refresh interval until `stop` is set, so that requests find a
-        fresh view and never wait for a check themselves."""
-        while not stop.wait(self._interval / 2):
+        """Check the lake before each refresh interval ends until `stop` is set, so that requests
+        find a fresh view and never wait for a check themselves."""
+        while not stop.wait(self._interval / 4):
             try:
-                self.current()
+                # Due before the interval ends, so that a view never looks stale to `fresh` and
+                # requests never hop to a thread to check the lake themselves.
+                self.current(max_age=self._interval * 3 / 4)
             except Exception:  # the lake may be mid-write or briefly unreadable; next round
                 log.exception("snapshot refresh failed; serving the previous view")
 
     def fresh(self) -> View | None:
-        """The view when it was checked within the refresh interval (no lake access), else None."""
+        """The view when it was checked within the refresh interval or a check is under way (no
+        lake access), else None."""
         view = self._view
-        if view is not None and time.monotonic() - self._checked_at < self._interval:
-            return view
+        if view is not None and (
+            time.monotonic() - self._checked_at < self._interval or self._lock.locked()
+        ):
+            return view  # while a check runs, `current` would answer this view too
         return None
 
-    def current(self) -> View:
-        """The newest view; blocks (in the calling thread) only for the first load or a check."""
+    def current(self, max_age: float | None = None) -> View:
+        """The newest view, checked against the lake when its last check is older than `max_age`
+        (the refresh interval by default); blocks (in the calling thread) only for the first load
+        or a check."""
+        max_age = self._interval if max_age is None else max_age
         view = self._view
-        if view is not None and time.monotonic() - self._checked_at < self._interval:
+        if view is not None and time.monotonic() - self._checked_at < max_age:
             return view
         # One thread checks and refreshes; meanwhile the others keep serving the view they have
         # (only the very first load makes everyone wait).
         if not self._lock.acquire(blocking=view is None):
             return view  # type: ignore[return-value]  # non-blocking only when view is set
         try:
-            if self._view is None or time.monotonic() - self._checked_at >= self._interval:
+            started = time.monotonic()
+            if self._view is None or started - self._checked_at >= max_age:
                 if self._refresh_reopening() or self._view is None:
                     self._view = View(
                         self._con,
@@ -233,7 +242,8 @@ class Snapshot:
                         self._pin_table,
                         self._indexes,
                     )
-                self._checked_at = time.monotonic()
+                # The view is as fresh as the lake state read at the start of the check.
+                self._checked_at = started
             return self._view
         finally:
             self._lock.release()
@@ -339,7 +349,7 @@ class Snapshot:
                         self._writer.execute(sql)
                 behind.add(identity_name)
                 if index is not None and index.overlay_size + rows.num_rows <= INDEX_OVERLAY_MAX:
-                    index = index.updated(changed, rows.to_pylist(), key)
+                    index = index.updated(changed, wide.rows_of(rows), key)
                 else:
                     index = None
             if index is None:  # a full join, or an overlay grown too large: index it all again

@@ -13,7 +13,8 @@ import keyword
 import re
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -48,6 +49,8 @@ class ObjectType:
     """Contract field name -> Python attribute of `cls`."""
     columns: Mapping[str, str]
     """Contract field name -> column of the joined row holding its value."""
+    extensions: Mapping[str, "ObjectType"] = dataclass_field(default_factory=dict)
+    """GraphQL field name -> the extension type it returns (entity types only)."""
 
     def build(self, row: Mapping[str, Any], access: Access) -> Any:
         """An instance holding the row's values, pii masked for roles that may not read it."""
@@ -83,6 +86,7 @@ def entity_type(identity: Contract, extensions: list[ObjectType]) -> ObjectType:
     """The type of an entity: its identity fields plus one field per extension contract."""
     _single_key(identity)
     resolvers: dict[str, StrawberryField] = {}
+    by_field: dict[str, ObjectType] = {}
     for ext in extensions:
         name = ext.contract.extension_name or ext.contract.table_name
         if name in identity.field_names or name in resolvers:
@@ -91,13 +95,15 @@ def entity_type(identity: Contract, extensions: list[ObjectType]) -> ObjectType:
                 f" {identity.name} or another extension"
             )
         resolvers[_attribute(name)] = _extension_field(name, ext)
-    return _object_type(
+        by_field[to_camel_case(name)] = ext
+    entity = _object_type(
         pascal_case(identity.entity or identity.name),
         identity,
         list(identity.fields),
         resolvers,
         lambda name: name,
     )
+    return replace(entity, extensions=by_field)
 
 
 def _extension_field(name: str, ext: ObjectType) -> StrawberryField:

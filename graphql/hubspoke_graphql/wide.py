@@ -7,8 +7,9 @@ of joining a million identity rows with each extension per request.
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -107,6 +108,8 @@ class RowIndex:
     positions: Mapping[str, int]
     overlay: ChainMap[str, Row | None]
     """Rows changed since `base` was taken, newest refresh first; None for a row that is gone."""
+    readers: tuple[tuple[str, Callable[[int], Any]], ...]
+    """Column name and the function reading its value at a position of `base`."""
 
     @classmethod
     def of(cls, rows: pa.Table, key: str) -> RowIndex:
@@ -115,14 +118,18 @@ class RowIndex:
         # concatenate every column on each take.
         rows = rows.combine_chunks()
         keys = rows.column(key).to_pylist()
-        return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), ChainMap())
+        readers = tuple((name, _reader(rows.column(name))) for name in rows.column_names)
+        return cls(rows, dict(zip(keys, range(len(keys)), strict=True)), ChainMap(), readers)
 
     def get(self, key: str) -> Row | None:
         """The joined row of `key`, or None."""
         if key in self.overlay:
             return self.overlay[key]
         position = self.positions.get(key)
-        return None if position is None else self.base.slice(position, 1).to_pylist()[0]
+        if position is None:
+            return None
+        # Column by column: a one-row slice's to_pylist costs ~80 us of fixed overhead per row.
+        return {name: read(position) for name, read in self.readers}
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Row]:
         """The joined rows of those `keys` that have one, the base's taken in one Arrow call."""
@@ -136,7 +143,7 @@ class RowIndex:
             elif (position := self.positions.get(key)) is not None:
                 in_base[key] = position
         if in_base:
-            taken = self.base.take(list(in_base.values())).to_pylist()
+            taken = rows_of(self.base.take(list(in_base.values())))
             found |= dict(zip(in_base, taken, strict=True))
         return found
 
@@ -149,9 +156,53 @@ class RowIndex:
         overlay = self.overlay.new_child(changed)
         if len(overlay.maps) > OVERLAY_CHAIN_MAX:
             overlay = ChainMap(dict(overlay))
-        return RowIndex(self.base, self.positions, overlay)
+        return RowIndex(self.base, self.positions, overlay, self.readers)
 
     @property
     def overlay_size(self) -> int:
         """How many changed rows the overlay holds at most (a key changed twice counts twice)."""
         return sum(len(m) for m in self.overlay.maps)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z"}
+
+
+def rows_of(table: pa.Table) -> list[Row]:
+    """The rows of `table` as dicts, as `to_pylist` gives them, UTC timestamps built faster."""
+    utc = [f.name for f in table.schema if _is_utc(f.type)]
+    if not utc:
+        return table.to_pylist()
+    # Cast to naive, the values stay the UTC instants they are; pyarrow then skips zoneinfo
+    # (~4 us a value), and tagging them UTC in Python costs a tenth of that.
+    naive = table.cast(
+        pa.schema(
+            [f.with_type(pa.timestamp(f.type.unit)) if f.name in utc else f for f in table.schema]
+        )
+    )
+    rows = naive.to_pylist()
+    for row in rows:
+        for name in utc:
+            if (value := row[name]) is not None:
+                row[name] = value.replace(tzinfo=UTC)
+    return rows
+
+
+def _is_utc(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.tz in _UTC_NAMES
+
+
+def _reader(column: pa.ChunkedArray) -> Callable[[int], Any]:
+    """A function reading the value at one position of `column` as the Python object pyarrow gives."""
+    kind = column.type
+    if _is_utc(kind) and kind.unit == "us":
+        # pyarrow builds a UTC timestamp through zoneinfo (~4 us a value); the epoch plus the
+        # stored microseconds is the same instant, with the same isoformat, several times faster.
+        micros = column.cast(pa.int64())
+
+        def read_timestamp(position: int) -> datetime | None:
+            value = micros[position].as_py()
+            return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+        return read_timestamp
+    return lambda position: column[position].as_py()
