@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import polars as pl
 
 from hubspoke.lake import LakeTable
 from hubspoke.resolve import State
-
-MERGED_KEPT_MAX = 200_000
-"""States merged since the copy was loaded that it keeps beside the loaded rows; past that they
-are folded into a new base on the merge thread."""
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """The rows of one identity table version: loaded rows by position, and states merged since."""
-
-    base: pa.Table
-    positions: Mapping[str, int]
-    merged: Mapping[str, State]
-    version: int
 
 
 class IdentityCopy:
@@ -38,16 +22,15 @@ class IdentityCopy:
     know) drops it, and the next lookup loads the table again. It holds the whole table in
     memory: about 200 MB per million customers.
 
-    A lookup is a dict probe per key and one Arrow take, not a join over every row: batches
-    come every few milliseconds under load. Lookups come from the batch thread and merges are
-    folded in from the merge thread; each fold publishes a new immutable `_Rows`, and a lock
+    Lookups come from the batch thread and merges are folded in from the merge thread; a lock
     keeps a merge from landing between a load's version and its rows, which would lose it.
     """
 
     def __init__(self, table: LakeTable) -> None:
         self.table = table
         self.key = table.contract.key_fields[0]
-        self._rows: _Rows | None = None
+        self._rows: pl.DataFrame | None = None
+        self._version: int | None = None
         self._lock = threading.Lock()
 
     def states(self, ids: Collection[str]) -> dict[str, State]:
@@ -56,54 +39,36 @@ class IdentityCopy:
             return {}
         with self._lock:
             if self._rows is None:
-                version = self.table.version()
-                self._rows = _indexed(self.table.read(version=version), self.key, {}, version)
+                self._version = self.table.version()
+                self._rows = self.table.scan(self._version).collect()
             rows = self._rows
-        found = {i: dict(rows.merged[i]) for i in ids if i in rows.merged}
-        stored = {i: p for i in ids if i not in found and (p := rows.positions.get(i)) is not None}
-        if stored:
-            taken = rows.base.take(list(stored.values())).to_pylist()
-            found |= dict(zip(stored, taken, strict=True))
-        return found
+        wanted = pl.DataFrame({self.key: list(ids)}, schema={self.key: rows[self.key].dtype})
+        found = rows.join(wanted, on=self.key, how="semi")
+        schema = self.table.contract.arrow_schema()
+        return {r[self.key]: r for r in found.to_arrow().cast(schema).to_pylist()}
 
     def merged(self, states: Sequence[State], version: int | None) -> None:
         """Fold states the hub just merged, as the table holds them at `version` (None: unchanged)."""
         if version is None:
             return
-        # As the table stores them: typed by the contract, whatever the fold produced.
-        incoming = self.table.contract.to_arrow(list(states)).to_pylist()
+        incoming = pl.from_arrow(self.table.contract.to_arrow(list(states)))
+        assert isinstance(incoming, pl.DataFrame)
         with self._lock:
-            rows = self._rows
-            if rows is None:
+            if self._rows is None or self._version is None:
                 return
-            if version != rows.version + 1:
-                self._rows = None  # someone else committed in between: what they wrote is unknown
+            if version != self._version + 1:
+                self._drop()  # someone else committed in between: what they wrote is unknown
                 return
-            merged = {**rows.merged, **{s[self.key]: s for s in incoming}}
-            self._rows = rows = _Rows(rows.base, rows.positions, merged, version)
-        if len(merged) <= MERGED_KEPT_MAX:
-            return
-        # Folded outside the lock, as it takes a second at a million rows; merges come one at a
-        # time from the merge thread, so only a drop or a reload can happen meanwhile.
-        folded = _indexed(rows.base, self.key, merged, version)
-        with self._lock:
-            if self._rows is rows:
-                self._rows = folded
+            kept = self._rows.join(incoming.select(self.key), on=self.key, how="anti")
+            self._rows = pl.concat([kept, incoming], how="vertical_relaxed")
+            self._version = version
 
     def check(self) -> None:
         """Drop the copy when the table moved on without this hub (another writer, a restore)."""
         with self._lock:
-            if self._rows is not None and self.table.version() != self._rows.version:
-                self._rows = None
+            if self._rows is not None and self.table.version() != self._version:
+                self._drop()
 
-
-def _indexed(base: pa.Table, key: str, merged: Mapping[str, State], version: int) -> _Rows:
-    """Rows of `base` with `merged` states folded in, indexed by key."""
-    if merged:
-        kept = pc.invert(pc.is_in(base[key], value_set=pa.array(list(merged))))
-        base = pa.concat_tables(
-            [base.filter(kept), pa.Table.from_pylist(list(merged.values()), schema=base.schema)]
-        )
-    base = base.combine_chunks()  # one chunk: a take then needs no concatenation first
-    keys = base.column(key).to_pylist()
-    return _Rows(base, dict(zip(keys, range(len(keys)), strict=True)), {}, version)
+    def _drop(self) -> None:
+        self._rows = None
+        self._version = None

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubspoke import identity_copy
 from hubspoke.config import Settings
 from hubspoke.identity_copy import IdentityCopy
 from hubspoke.lake import LakeTable
@@ -51,22 +50,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_lookups_read_like_the_table_after_any_series_of_merges(
     home: Path, merges: list[list[str]]
 ) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(identity_copy, "MERGED_KEPT_MAX", 3)  # folds into a new base often
-        with Stack.create(Settings(home=home / f"h{len(list(home.iterdir()))}")) as stack:
-            table = stack.lake.table("customer_identity")
-            table.upsert(table.contract.to_arrow([_state(k, 1, "seed") for k in KEYS[:4]]))
-            copy = IdentityCopy(table)
-            assert copy.states(KEYS).keys() == set(KEYS[:4])  # loads the table
-            versions = dict.fromkeys(KEYS, 1)
-            for n, keys in enumerate(merges):
-                states = []
-                for key in dict.fromkeys(keys):
-                    versions[key] += 1
-                    states.append(_state(key, versions[key], f"merge {n}"))
-                _merge(table, copy, states)
-                stored = {r["id"]: r for r in table.read().to_pylist()}
-                assert copy.states(KEYS) == stored
+    with Stack.create(Settings(home=home / f"h{len(list(home.iterdir()))}")) as stack:
+        table = stack.lake.table("customer_identity")
+        table.upsert(table.contract.to_arrow([_state(k, 1, "seed") for k in KEYS[:4]]))
+        copy = IdentityCopy(table)
+        assert copy.states(KEYS).keys() == set(KEYS[:4])  # loads the table
+        versions = dict.fromkeys(KEYS, 1)
+        for n, keys in enumerate(merges):
+            states = []
+            for key in dict.fromkeys(keys):
+                versions[key] += 1
+                states.append(_state(key, versions[key], f"merge {n}"))
+            _merge(table, copy, states)
+            stored = {r["id"]: r for r in table.read().to_pylist()}
+            assert copy.states(KEYS) == stored
 
 
 def test_a_commit_by_another_writer_drops_the_copy(tmp_path: Path) -> None:
