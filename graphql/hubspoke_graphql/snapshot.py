@@ -404,7 +404,8 @@ class Snapshot:
             return False  # the table was recreated, or its progress went backwards
         if version == f.version:
             return True
-        commits = f.table.history(version - f.version)
+        dt = f.watched.latest()
+        commits = dt.history(version - f.version) if dt is not None else []
         # Each merge of the hub writes a state the log already gave us (same fold, same order);
         # any other writer changed the table in a way the log cannot reproduce.
         return all(c.get("step") == PROJECT_STEP for c in commits if c["version"] > f.version)
