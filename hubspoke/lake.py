@@ -229,7 +229,6 @@ class LakeTable:
         *,
         newer_than: str | None = None,
         delete_keys: Iterable[Any] = (),
-        deletes_present: bool = False,
         progress: Progress | None = None,
         **metadata: Any,
     ) -> dict[str, Any]:
@@ -241,22 +240,18 @@ class LakeTable:
         Args:
             rows: rows in the contract's shape; an existing row is replaced when
                 `newer_than` is None or when the incoming value of that column is greater.
-            delete_keys: key values (single-column keys) whose rows are removed.
-            deletes_present: the caller knows every delete key is in the table (skips a lookup).
+            delete_keys: key values (single-column keys) whose rows are removed; keys the table
+                does not hold match nothing (deltalake 1.6 writes no version for a merge that
+                changes nothing).
             progress: writer position recorded in the same commit; a concurrent writer's higher
-                position is kept (positions never move back).
+                position is kept (positions never move back), and it is committed even when the
+                merge changes no row.
         """
         rows = self._conform(rows)
         deletes = list(delete_keys)
         keys = self.contract.key_fields
         if deletes and len(keys) != 1:
             raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
-        if deletes and not deletes_present:
-            # Only keys the table holds: delta-rs validates NOT NULL on the placeholder rows of
-            # unmatched deletes too, and rejects the whole merge.
-            deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
-                keys[0]
-            ].to_pylist()
         if rows.num_rows == 0 and not deletes:
             # Nothing to merge, but the writer's position moves on.
             version = self.append(rows, progress, **metadata) if progress is not None else None
@@ -286,7 +281,8 @@ class LakeTable:
 
         def merge(dt: DeltaTable) -> dict[str, Any]:
             props = _commit_properties(_at_least_committed(dt, progress), metadata)
-            return (
+            before = dt.version()
+            metrics = (
                 dt.merge(
                     source,
                     predicate=on,
@@ -299,9 +295,13 @@ class LakeTable:
                 .when_matched_update(updates=cols, predicate=update_when)
                 .when_not_matched_insert(updates=cols, predicate="s.__delete = false")
                 .execute()
-            ) | {"version": dt.version()}
+            )
+            return metrics | {"version": dt.version() if dt.version() != before else None}
 
-        return self._with_retries(merge)
+        metrics = self._with_retries(merge)
+        if metrics["version"] is None and progress is not None:
+            metrics["version"] = self.append(rows.slice(0, 0), progress, **metadata)
+        return metrics
 
     def delete_where(self, predicate: str, **metadata: Any) -> int:
         """Delete rows matching a SQL predicate; returns how many went."""
