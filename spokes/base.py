@@ -20,11 +20,9 @@ import pyarrow.compute as pc
 from hubspoke.events import IdentityEvent
 from hubspoke.timestamps import to_micros
 from spokes.arrow_stream import stream_batches
-from spokes.databases import Database, Engine, Row, SqliteDatabase
+from spokes.databases import TOMBSTONES, Database, Engine, Row, SqliteDatabase
 
 STAMP = pa.timestamp("us", tz="UTC")
-TOMBSTONES = "hubspoke_tombstone"
-"""Keys of hard-deleted domain rows and when (see `spokes.databases`)."""
 
 
 @dataclass(frozen=True)
@@ -345,9 +343,7 @@ class Spoke(ABC):
 
     def prune_tombstones(self, before: datetime) -> int:
         """Forget the tombstones of deletes before `before`; returns how many went."""
-        return self.db.rowcount(
-            f"DELETE FROM {TOMBSTONES} WHERE deleted_us < ?", (to_micros(before),)
-        )
+        return self.db.prune_tombstones(to_micros(before))
 
     def live_count(self) -> int:
         """How many live domain rows the spoke holds."""

@@ -137,6 +137,10 @@ class Database:
         """Statements creating `hubspoke_tombstone` and the AFTER DELETE trigger of `table`."""
         raise NotImplementedError
 
+    def prune_tombstones(self, before_us: int) -> int:
+        """Delete the tombstones stamped before `before_us`; returns how many went."""
+        return self.rowcount(f"DELETE FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
+
     def has_table(self, name: str) -> bool:
         """Whether a table of that name exists in this database."""
         return self.fetchone(self._has_table, (name,)) is not None
@@ -213,10 +217,10 @@ class SqliteDatabase(Database):
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
         """The tombstone table and a row trigger (julianday('now') has millisecond precision)."""
         return [
-            _TOMBSTONE_TABLE.format(key_type="TEXT", extra=""),
+            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
             _TOMBSTONE_INDEX,
             f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
-            f" BEGIN INSERT INTO hubspoke_tombstone VALUES (OLD.{key},"
+            f" BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us) VALUES (OLD.{key},"
             " CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)); END",
         ]
 
@@ -290,10 +294,10 @@ class PostgresDatabase(Database):
         # A statement-level trigger with a transition table writes the tombstones of a bulk
         # DELETE in one INSERT, not one function call per row.
         return [
-            _TOMBSTONE_TABLE.format(key_type="TEXT", extra=""),
+            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
             _TOMBSTONE_INDEX,
             f"CREATE OR REPLACE FUNCTION hubspoke_tombstone_{table}() RETURNS trigger"
-            " LANGUAGE plpgsql AS $$BEGIN INSERT INTO hubspoke_tombstone"
+            " LANGUAGE plpgsql AS $$BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
             f" SELECT {key}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
             " FROM gone; RETURN NULL; END$$",
             f"CREATE OR REPLACE TRIGGER hubspoke_tombstone_{table} AFTER DELETE ON {table}"
@@ -374,21 +378,42 @@ class MariaDatabase(Database):
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
         """The tombstone table and a row trigger stamping UTC without the session's time zone."""
         return [
-            _TOMBSTONE_TABLE.format(key_type="VARCHAR(255)", extra=" ENGINE=InnoDB"),
+            _TOMBSTONE_TABLE.format(
+                seq="seq BIGINT AUTO_INCREMENT PRIMARY KEY, ",
+                key_type="VARCHAR(255)",
+                extra=" ENGINE=InnoDB",
+            ),
             _TOMBSTONE_INDEX,
             f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
-            f" FOR EACH ROW INSERT INTO hubspoke_tombstone VALUES (OLD.{key},"
-            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))",
+            " FOR EACH ROW INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
+            f" VALUES (OLD.{key}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))",
         ]
+
+    def prune_tombstones(self, before_us: int) -> int:
+        """Delete the old tombstones by primary key, found by a plain (lock-free) read.
+
+        A range DELETE would wait for a transaction that is deleting domain rows right now: InnoDB
+        locks every row a DELETE evaluates, and the uncommitted tombstone is one of them.
+        """
+        rows = self.fetchall(f"SELECT seq FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
+        seqs = [r["seq"] for r in rows]
+        for i in range(0, len(seqs), 1000):
+            chunk = seqs[i : i + 1000]
+            self.execute(
+                f"DELETE FROM {TOMBSTONES} WHERE seq IN ({','.join('?' * len(chunk))})", chunk
+            )
+        return len(seqs)
 
     def _on_conflict(self, key: str, others: list[str]) -> str:
         # The table's only unique key is `key`, so ON DUPLICATE KEY means the same as ON CONFLICT.
         return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in others)
 
 
+TOMBSTONES = "hubspoke_tombstone"
+"""Keys of hard-deleted domain rows and when, in microseconds since the epoch (UTC)."""
 _TOMBSTONE_TABLE = (
     "CREATE TABLE IF NOT EXISTS hubspoke_tombstone"
-    " (deleted_key {key_type} NOT NULL, deleted_us BIGINT NOT NULL){extra}"
+    " ({seq}deleted_key {key_type} NOT NULL, deleted_us BIGINT NOT NULL){extra}"
 )
 _TOMBSTONE_INDEX = (
     "CREATE INDEX IF NOT EXISTS hubspoke_tombstone_at ON hubspoke_tombstone (deleted_us)"
