@@ -229,6 +229,7 @@ class LakeTable:
         *,
         newer_than: str | None = None,
         delete_keys: Iterable[Any] = (),
+        deletes_present: bool = False,
         progress: Progress | None = None,
         **metadata: Any,
     ) -> dict[str, Any]:
@@ -241,8 +242,8 @@ class LakeTable:
             rows: rows in the contract's shape; an existing row is replaced when
                 `newer_than` is None or when the incoming value of that column is greater.
             delete_keys: key values (single-column keys) whose rows are removed; keys the table
-                does not hold match nothing (deltalake 1.6 writes no version for a merge that
-                changes nothing).
+                does not hold are ignored.
+            deletes_present: the caller knows every delete key is in the table (skips a lookup).
             progress: writer position recorded in the same commit; a concurrent writer's higher
                 position is kept (positions never move back), and it is committed even when the
                 merge changes no row.
@@ -252,6 +253,13 @@ class LakeTable:
         keys = self.contract.key_fields
         if deletes and len(keys) != 1:
             raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
+        if deletes and not deletes_present:
+            # Only keys the table holds: with the change data feed on, deltalake 1.6 rejects a
+            # merge that inserts beside a source row matching nothing (its change row is all nulls,
+            # against NOT NULL columns).
+            deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
+                keys[0]
+            ].to_pylist()
         if rows.num_rows == 0 and not deletes:
             # Nothing to merge, but the writer's position moves on.
             version = self.append(rows, progress, **metadata) if progress is not None else None

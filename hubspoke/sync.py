@@ -141,7 +141,9 @@ def _sync(
         if hard is not None:
             found = hard.found(since)
             report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
-            deletes = pc.unique(pa.concat_arrays([found, soft]))
+            # Compared keys are lake keys, soft deletes included; tombstones may name keys the
+            # lake never held or no longer holds.
+            deletes = pc.unique(pa.concat_arrays([found, soft])) if hard.tombstones else found
             good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
 
     report.quarantined = len(ext.bad)
@@ -160,11 +162,11 @@ def _sync(
         good = _not_in_lake_yet(table, good)  # only the overlap was re-read
     metadata = {"step": "nightly sync", "spoke": spoke.name}
     if good.num_rows or len(deletes) or moved:
-        # Keys the lake no longer holds (re-read in the overlap window) match nothing.
         metrics = table.upsert(
             good,
             newer_than="updated_at",
             delete_keys=deletes.to_pylist(),
+            deletes_present=hard is not None and not hard.tombstones,
             progress=Progress(watermark_app(contract), to_micros(new_mark)) if moved else None,
             watermark=new_mark.isoformat() if new_mark else "",
             **metadata,
@@ -180,7 +182,10 @@ def _sync(
         missed = hard.missed(lake_rows, _absent(table, still_held))
         if len(missed):  # the data and the watermark are committed: these deletes follow
             metrics = table.upsert(
-                contract.to_arrow([]), delete_keys=missed.to_pylist(), **metadata
+                contract.to_arrow([]),
+                delete_keys=missed.to_pylist(),
+                deletes_present=True,
+                **metadata,
             )
             report.hard_deleted += metrics["num_target_rows_deleted"]
             report.deleted += metrics["num_target_rows_deleted"]

@@ -103,6 +103,11 @@ def test_hard_deletes_come_from_tombstones_without_comparing_keys(local: Stack, 
     # The overlap window reads the same tombstones again: they match nothing, no version is made.
     again = _sync(local, name)
     assert not again.committed and again.version == report.version and again.deleted == 0
+    # ... nor do they stop a merge that inserts (deltalake rejects unmatched source rows there).
+    [new] = _seed(local, name, 1)
+    inserted = _sync(local, name)
+    assert inserted.upserted == 1 and inserted.deleted == 0
+    assert _lake_keys(local, name) == {*ids[4:], new}
 
 
 @by_engine
