@@ -200,6 +200,11 @@ class LakeTable:
         schema = self.contract.arrow_schema()
         return table.cast(pa.schema([schema.field(c) for c in table.column_names]))
 
+    def holding(self, keys: Sequence[Any]) -> list[Any]:
+        """The values of `keys` (a single-column key) that the table holds."""
+        key = self.contract.key_fields[0]
+        return self.read(columns=[key], where=pl.col(key).is_in(keys))[key].to_pylist()
+
     def dataset(self, version: int | datetime | None = None) -> ds.Dataset:
         """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
         # An explicit filesystem avoids the abort at interpreter exit of delta-rs#2184.
@@ -257,9 +262,7 @@ class LakeTable:
             # Only keys the table holds: with the change data feed on, deltalake 1.6 rejects a
             # merge that inserts beside a source row matching nothing (its change row is all nulls,
             # against NOT NULL columns).
-            deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
-                keys[0]
-            ].to_pylist()
+            deletes = self.holding(deletes)
         if rows.num_rows == 0 and not deletes:
             # Nothing to merge, but the writer's position moves on.
             version = self.append(rows, progress, **metadata) if progress is not None else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,16 +112,26 @@ def _sync(
 
     lake_rows = table.count_fast()
     since = before - overlap if before is not None else None
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
         hard = HardDeletes(spoke, table, pool) if lake_rows else None
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
+        soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
+        deletes = pa.array([], pa.string())
+        holding: Future[list[Any]] | None = None
+        if hard is not None:
+            found = hard.found(since)
+            report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
+            # Compared keys are lake keys, soft deletes included; tombstones may name keys the
+            # lake never held or no longer holds: those are looked up while identities are.
+            deletes = pc.unique(pa.concat_arrays([found, soft])) if hard.tombstones else found
+            if hard.tombstones and len(deletes):
+                holding = pool.submit(table.holding, deletes.to_pylist())
 
         held = quarantine.read(
             columns=["customer_id"], where=pl.col("domain") == contract.table_name
         )["customer_id"]
         good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
-        soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
         changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
         retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
         retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
@@ -137,14 +147,10 @@ def _sync(
             )
             report.quarantine_reasons["no live identity"] += 1
 
-        deletes = pa.array([], pa.string())
-        if hard is not None:
-            found = hard.found(since)
-            report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
-            # Compared keys are lake keys, soft deletes included; tombstones may name keys the
-            # lake never held or no longer holds.
-            deletes = pc.unique(pa.concat_arrays([found, soft])) if hard.tombstones else found
+        if len(deletes):
             good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
+        if holding is not None:
+            deletes = pa.array(holding.result(), pa.string())
 
     report.quarantined = len(ext.bad)
     for row in ext.bad:
@@ -166,7 +172,7 @@ def _sync(
             good,
             newer_than="updated_at",
             delete_keys=deletes.to_pylist(),
-            deletes_present=hard is not None and not hard.tombstones,
+            deletes_present=True,
             progress=Progress(watermark_app(contract), to_micros(new_mark)) if moved else None,
             watermark=new_mark.isoformat() if new_mark else "",
             **metadata,
