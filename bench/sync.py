@@ -48,7 +48,8 @@ from spokes.arrow_stream import stream_batches
 from spokes.databases import PostgresDatabase
 from spokes.sales import SalesSpoke
 
-_STAMP = """to_char(timestamp '2026-07-01' + make_interval(secs => {i}),
+# A quarter second apart: 20M rows end 58 days after the start, before the changes' clock time.
+_STAMP = """to_char(timestamp '2026-01-01' + make_interval(secs => {i} * 0.25),
     'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 _NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
