@@ -11,8 +11,10 @@ late, a tombstone committed later than the overlap window) are the key sets comp
 the tombstone table (one we may not change) has its key sets compared on every sync.
 
 Measured on 5M sales rows in PostgreSQL with 1,000 hard deletes: reading the tombstones took
-0.05 s and counting the live rows 0.4-0.6 s on a thread beside the extraction, where streaming
-every live key for the comparison took 1.5-1.9 s (1.2 s of it on the critical path).
+0.05 s, where streaming every live key for the comparison took 1.5-1.9 s (1.2 s of it on the
+critical path). Counting the live rows takes 0.4-0.6 s on a thread beside the extraction, but it
+competes for the cores: paired runs took 1.38-1.72x the raw merge with the count, 1.21-1.28x
+without it.
 """
 
 from __future__ import annotations
