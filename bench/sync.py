@@ -10,7 +10,11 @@ subprocess of its own (honest peak RSS), on copies of the same lake:
 - dlt: dlt's sql_database source (arrow backend, incremental on updated_at) into the delta
   filesystem destination with merge. dlt cannot propagate hard deletes; it is timed anyway.
 
-    python -m bench.sync [--scale N] [--scales 1000000,5000000] [--json PATH] [--skip-dlt]
+    python -m bench.sync [--scale N] [--scales 1000000,5000000] [--full-scales] [--json PATH]
+                         [--skip-dlt]
+
+`scale` (rows -> sync seconds) and `scale_peak_rss_mb` cover every row count of `--scales`;
+with `--full-scales` every contender runs at each of them and `scale_detail` holds their table.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from spokes.arrow_stream import stream_batches
 from spokes.databases import PostgresDatabase
 from spokes.sales import SalesSpoke
 
-_STAMP = """to_char(timestamp '2026-07-01' + make_interval(secs => {i}),
+# A quarter second apart: 20M rows end 58 days after the start, before the changes' clock time.
+_STAMP = """to_char(timestamp '2026-01-01' + make_interval(secs => {i} * 0.25),
     'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 _NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
@@ -167,6 +172,7 @@ def run_sync(work: Path, db: str) -> dict[str, Any]:
         "upserted": report.upserted,
         "deleted": report.deleted,
         "hard_deleted": report.hard_deleted,
+        "keys_compared": report.keys_compared,
     }
 
 
@@ -326,6 +332,24 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool) -> dict[str, Any]
     return results
 
 
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """Seconds, peak memory and ratios of one fully measured row count."""
+    floor = results["raw_merge"]["seconds"]
+    sync, dlt = results["sync"], results.get("dlt")
+    return {
+        "sync_s": round(sync["seconds"], 3),
+        "raw_merge_s": round(floor, 3),
+        "polars_rewrite_s": round(results["polars_rewrite"]["seconds"], 3),
+        "dlt_s": round(dlt["seconds"], 3) if dlt else None,
+        "sync_peak_rss_mb": round(sync["peak_rss_mb"], 1),
+        "raw_merge_peak_rss_mb": round(results["raw_merge"]["peak_rss_mb"], 1),
+        "polars_rewrite_peak_rss_mb": round(results["polars_rewrite"]["peak_rss_mb"], 1),
+        "dlt_peak_rss_mb": round(dlt["peak_rss_mb"], 1) if dlt else None,
+        "sync_vs_raw_merge": round(sync["seconds"] / floor, 2),
+        "dlt_vs_sync": round(dlt["seconds"] / sync["seconds"], 2) if dlt else None,
+    }
+
+
 def _child_main(run: str, work: Path, db: str, rows: int) -> None:
     if run == "load":
         result = load(work, db, rows)
@@ -344,6 +368,9 @@ def main() -> None:
     parser.add_argument("--scales", default="", help="comma-separated row counts for `scale`")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out")
+    parser.add_argument(
+        "--full-scales", action="store_true", help="time every contender at each of --scales"
+    )
     parser.add_argument("--child", choices=[*RUNS, "load", "change"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -355,34 +382,29 @@ def main() -> None:
 
     console = Console()
     root = Path(tempfile.mkdtemp(prefix="hubspoke-bench-sync-"))
+    with_dlt = not args.skip_dlt
     try:
-        full = measure(args.scale, root, full=True, with_dlt=not args.skip_dlt)
+        full = measure(args.scale, root, full=True, with_dlt=with_dlt)
         scales = [int(x) for x in args.scales.split(",") if x.strip()] or [args.scale]
-        scale = {
-            str(n): (full if n == args.scale else measure(n, root, False, False))["sync"]["seconds"]
+        runs = {
+            str(n): full
+            if n == args.scale
+            else measure(n, root, full=args.full_scales, with_dlt=with_dlt and args.full_scales)
             for n in scales
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    floor = full["raw_merge"]["seconds"]
     out: dict[str, Any] = {
         "rows": args.scale,
         "changes": full["change"],
-        "sync_s": round(full["sync"]["seconds"], 3),
-        "raw_merge_s": round(floor, 3),
-        "polars_rewrite_s": round(full["polars_rewrite"]["seconds"], 3),
-        "dlt_s": round(full["dlt"]["seconds"], 3) if "dlt" in full else None,
-        "sync_peak_rss_mb": round(full["sync"]["peak_rss_mb"], 1),
-        "raw_merge_peak_rss_mb": round(full["raw_merge"]["peak_rss_mb"], 1),
-        "polars_rewrite_peak_rss_mb": round(full["polars_rewrite"]["peak_rss_mb"], 1),
-        "dlt_peak_rss_mb": round(full["dlt"]["peak_rss_mb"], 1) if "dlt" in full else None,
-        "sync_vs_raw_merge": round(full["sync"]["seconds"] / floor, 2),
-        "dlt_vs_sync": round(full["dlt"]["seconds"] / full["sync"]["seconds"], 2)
-        if "dlt" in full
-        else None,
-        "scale": {n: round(v, 3) for n, v in scale.items()},
+        **summary(full),
+        "scale": {n: round(r["sync"]["seconds"], 3) for n, r in runs.items()},
+        "scale_peak_rss_mb": {n: round(r["sync"]["peak_rss_mb"], 1) for n, r in runs.items()},
     }
+    if args.full_scales:
+        out["scale_detail"] = {n: summary(r) for n, r in runs.items()}
+    floor = full["raw_merge"]["seconds"]
     table = Table(title=f"Nightly sync of {args.scale:,} rows, 1% changed")
     for col in ("contender", "seconds", "x raw merge", "peak RSS MB"):
         table.add_column(col, justify="left" if col == "contender" else "right")
@@ -397,6 +419,8 @@ def main() -> None:
             )
     console.print(table)
     console.print({"scale (rows -> sync s)": out["scale"], "sync result": full["sync"]})
+    if args.full_scales:
+        console.print({"by row count": out["scale_detail"]})
     if args.json:
         write_json(out, args.json, console)
 

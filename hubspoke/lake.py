@@ -200,6 +200,11 @@ class LakeTable:
         schema = self.contract.arrow_schema()
         return table.cast(pa.schema([schema.field(c) for c in table.column_names]))
 
+    def holding(self, keys: Sequence[Any]) -> list[Any]:
+        """The values of `keys` (a single-column key) that the table holds."""
+        key = self.contract.key_fields[0]
+        return self.read(columns=[key], where=pl.col(key).is_in(keys))[key].to_pylist()
+
     def dataset(self, version: int | datetime | None = None) -> ds.Dataset:
         """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
         # An explicit filesystem avoids the abort at interpreter exit of delta-rs#2184.
@@ -241,10 +246,12 @@ class LakeTable:
         Args:
             rows: rows in the contract's shape; an existing row is replaced when
                 `newer_than` is None or when the incoming value of that column is greater.
-            delete_keys: key values (single-column keys) whose rows are removed.
+            delete_keys: key values (single-column keys) whose rows are removed; keys the table
+                does not hold are ignored.
             deletes_present: the caller knows every delete key is in the table (skips a lookup).
             progress: writer position recorded in the same commit; a concurrent writer's higher
-                position is kept (positions never move back).
+                position is kept (positions never move back), and it is committed even when the
+                merge changes no row.
         """
         rows = self._conform(rows)
         deletes = list(delete_keys)
@@ -252,11 +259,10 @@ class LakeTable:
         if deletes and len(keys) != 1:
             raise ValueError(f"{self.name}: delete_keys needs a single-column key, has {keys}")
         if deletes and not deletes_present:
-            # Only keys the table holds: delta-rs validates NOT NULL on the placeholder rows of
-            # unmatched deletes too, and rejects the whole merge.
-            deletes = self.read(columns=[keys[0]], where=pl.col(keys[0]).is_in(deletes))[
-                keys[0]
-            ].to_pylist()
+            # Only keys the table holds: with the change data feed on, deltalake 1.6 rejects a
+            # merge that inserts beside a source row matching nothing (its change row is all nulls,
+            # against NOT NULL columns).
+            deletes = self.holding(deletes)
         if rows.num_rows == 0 and not deletes:
             # Nothing to merge, but the writer's position moves on.
             version = self.append(rows, progress, **metadata) if progress is not None else None
@@ -286,7 +292,8 @@ class LakeTable:
 
         def merge(dt: DeltaTable) -> dict[str, Any]:
             props = _commit_properties(_at_least_committed(dt, progress), metadata)
-            return (
+            before = dt.version()
+            metrics = (
                 dt.merge(
                     source,
                     predicate=on,
@@ -299,9 +306,13 @@ class LakeTable:
                 .when_matched_update(updates=cols, predicate=update_when)
                 .when_not_matched_insert(updates=cols, predicate="s.__delete = false")
                 .execute()
-            ) | {"version": dt.version()}
+            )
+            return metrics | {"version": dt.version() if dt.version() != before else None}
 
-        return self._with_retries(merge)
+        metrics = self._with_retries(merge)
+        if metrics["version"] is None and progress is not None:
+            metrics["version"] = self.append(rows.slice(0, 0), progress, **metadata)
+        return metrics
 
     def delete_where(self, predicate: str, **metadata: Any) -> int:
         """Delete rows matching a SQL predicate; returns how many went."""

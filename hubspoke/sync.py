@@ -3,9 +3,9 @@
 Per domain table: stream the rows changed since the watermark minus an overlap window as Arrow
 batches, map them through the spoke's anti-corruption layer and check them against the contract
 (vectorised; row by row only for a batch that breaks it, to name the reasons), hold back rows that
-break the contract or whose customer the hub does not know, find hard deletes by comparing hashes
-of the spoke's live keys with the lake's, and merge upserts, deletes and the new watermark in one
-Delta commit.
+break the contract or whose customer the hub does not know, read the spoke's hard deletes from its
+tombstones (`hubspoke.deletes`), and merge upserts, deletes and the new watermark in one Delta
+commit. A count check afterwards compares the key sets only when the tombstones missed a delete.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubspoke.keyset import key_hashes, lake_deletes, lake_key_hashes
+from hubspoke.deletes import HardDeletes
 from hubspoke.lake import Lake, LakeTable, Progress, sql_in
 from hubspoke.timestamps import from_micros, to_micros
 from lake_schema import Contract
@@ -42,6 +42,10 @@ class SyncReport:
     upserted: int = 0
     deleted: int = 0
     hard_deleted: int = 0
+    """Keys the spoke hard-deleted found by this sync (a tombstone re-read in the overlap window
+    counts again, though its row already left the lake)."""
+    keys_compared: bool = False
+    """Whether the key sets were compared: no tombstones, or the counts disagreed."""
     quarantined: int = 0
     released: int = 0
     watermark_before: datetime | None = None
@@ -107,23 +111,27 @@ def _sync(
     report.watermark_before = before = watermark(lake, contract)
 
     lake_rows = table.count_fast()
-    with ThreadPoolExecutor(1) as pool:
-        # The spoke streams its live keys while the changes stream in (a server spoke only:
-        # a SQLite or pymysql connection must not be shared between threads).
-        live: Future[pl.Series] = (
-            pool.submit(lambda: key_hashes(spoke.live_keys()))
-            if spoke.db.engine == "postgres" and lake_rows
-            else Future()
-        )
-        since = before - overlap if before is not None else None
+    since = before - overlap if before is not None else None
+    with ThreadPoolExecutor(2) as pool:
+        hard = HardDeletes(spoke, table, pool) if lake_rows else None
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
+        soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
+        deletes = pa.array([], pa.string())
+        holding: Future[list[Any]] | None = None
+        if hard is not None:
+            found = hard.found(since)
+            report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
+            # Compared keys are lake keys, soft deletes included; tombstones may name keys the
+            # lake never held or no longer holds: those are looked up while identities are.
+            deletes = pc.unique(pa.concat_arrays([found, soft])) if hard.tombstones else found
+            if hard.tombstones and len(deletes):
+                holding = pool.submit(table.holding, deletes.to_pylist())
 
         held = quarantine.read(
             columns=["customer_id"], where=pl.col("domain") == contract.table_name
         )["customer_id"]
         good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
-        soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
         changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
         retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
         retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
@@ -139,24 +147,16 @@ def _sync(
             )
             report.quarantine_reasons["no live identity"] += 1
 
-        deletes = pa.array([], pa.string())
-        if lake_rows:
-            if not live.running() and not live.done():
-                live.set_result(key_hashes(spoke.live_keys()))
-            # The lake's side is hashed while the spoke may still be streaming its keys.
-            in_lake = lake_key_hashes(table.scan().select(pl.col(key).alias("k")))
-            deletes = lake_deletes(in_lake, live.result())
-            del in_lake  # the merge below is the peak of memory: not with every key beside it
-            report.hard_deleted = len(
-                pc.filter(deletes, pc.invert(pc.is_in(deletes, value_set=soft)))
-            )
+        if len(deletes):
             good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
+        if holding is not None:
+            deletes = pa.array(holding.result(), pa.string())
 
     report.quarantined = len(ext.bad)
     for row in ext.bad:
         if not row["reason"].startswith("no live"):
             report.quarantine_reasons["breaks the contract"] += 1
-    # Quarantine first: if the data commit below never happens, the rerun re-extracts these rows.
+    # Quarantine first: if the data commit below never happens, the rerun re-extracts them.
     if ext.bad:
         quarantine.upsert(
             quarantine.contract.to_arrow(ext.bad), step="quarantine", domain=contract.table_name
@@ -164,25 +164,43 @@ def _sync(
 
     new_mark = max(filter(None, [before, ext.high]), default=None)
     moved = new_mark is not None and new_mark != before
-    if not moved and len(deletes) == 0 and good.num_rows:
+    if not moved and good.num_rows:
         good = _not_in_lake_yet(table, good)  # only the overlap was re-read
+    metadata = {"step": "nightly sync", "spoke": spoke.name}
     if good.num_rows or len(deletes) or moved:
         metrics = table.upsert(
             good,
             newer_than="updated_at",
             delete_keys=deletes.to_pylist(),
             deletes_present=True,
-            progress=Progress(watermark_app(contract), to_micros(new_mark)) if new_mark else None,
-            step="nightly sync",
-            spoke=spoke.name,
+            progress=Progress(watermark_app(contract), to_micros(new_mark)) if moved else None,
             watermark=new_mark.isoformat() if new_mark else "",
+            **metadata,
         )
         report.upserted = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
         report.deleted = metrics["num_target_rows_deleted"]
-        report.committed = True
+        report.committed = metrics["version"] is not None
+        lake_rows += metrics["num_target_rows_inserted"] - report.deleted
     report.watermark_after = new_mark
 
     still_held = {r["customer_id"] for r in ext.bad}
+    if hard is not None:
+        missed = hard.missed(lake_rows, _absent(table, still_held))
+        if len(missed):  # the data and the watermark are committed: these deletes follow
+            metrics = table.upsert(
+                contract.to_arrow([]),
+                delete_keys=missed.to_pylist(),
+                deletes_present=True,
+                **metadata,
+            )
+            report.hard_deleted += metrics["num_target_rows_deleted"]
+            report.deleted += metrics["num_target_rows_deleted"]
+            report.committed |= metrics["version"] is not None
+        report.keys_compared = hard.keys_compared
+        if hard.tombstones and new_mark is not None:
+            # Only now that the deletes are committed: the next sync reads none older.
+            spoke.prune_tombstones(new_mark - overlap)
+
     release = sorted(set(held.to_pylist()) - still_held)
     if release:
         quarantine.delete_where(
@@ -192,6 +210,14 @@ def _sync(
     report.released = len(release)
     report.version = table.version()
     return report
+
+
+def _absent(table: LakeTable, keys: set[str]) -> int:
+    """How many of `keys` the lake does not hold."""
+    if not keys:
+        return 0
+    key = table.contract.key_fields[0]
+    return len(keys) - table.read(columns=[key], where=pl.col(key).is_in(sorted(keys))).num_rows
 
 
 def _extract(spoke: Spoke, contract: Contract, since: datetime | None, batch_rows: int) -> _Extract:

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubspoke.events import IdentityEvent
+from hubspoke.timestamps import to_micros
 from spokes.arrow_stream import stream_batches
-from spokes.databases import Database, Engine, Row, SqliteDatabase
+from spokes.databases import TOMBSTONES, Database, Engine, Row, SqliteDatabase
 
 STAMP = pa.timestamp("us", tz="UTC")
 
@@ -84,6 +85,7 @@ class Spoke(ABC):
                 f" it runs on {', '.join(self.schema.ddl)}"
             )
         self.db.executescript(ddl + self.db.outbox_ddl)
+        self.db.run_ddl(self.db.tombstone_ddl(self.schema.domain_table, self.schema.domain_key))
 
     def close(self) -> None:
         """Close the local database."""
@@ -289,6 +291,7 @@ class Spoke(ABC):
         """
         s = self.schema
         deleted = 0
+        tombstones = self.keeps_tombstones()
         with self.transaction() as db:
             for customer_id in customer_ids:
                 for table, key in (
@@ -302,7 +305,12 @@ class Spoke(ABC):
                 deleted += db.rowcount(
                     "DELETE FROM hubspoke_outbox WHERE body LIKE ? ESCAPE '!'", (f"%{literal}%",)
                 )
-        self.db.reclaim([s.identity_table, s.domain_table, "hubspoke_outbox"])
+            if tombstones:  # written by the trigger just now: the lake's erasure is done apart
+                db.executemany(
+                    f"DELETE FROM {TOMBSTONES} WHERE deleted_key = ?", [(c,) for c in customer_ids]
+                )
+        tables = [s.identity_table, s.domain_table, "hubspoke_outbox"]
+        self.db.reclaim([*tables, TOMBSTONES] if tombstones else tables)
         return deleted
 
     def extract_changes(self, since: datetime | None) -> DomainChanges:
@@ -346,6 +354,37 @@ class Spoke(ABC):
         sql = f"SELECT {s.domain_key} AS k FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
         for batch in stream_batches(self.db, sql, (), batch_rows):
             yield pc.cast(batch.column("k"), pa.string())
+
+    def keeps_tombstones(self) -> bool:
+        """Whether the database records the hard deletes of domain rows (its trigger's table)."""
+        return self.db.has_table(TOMBSTONES)
+
+    def hard_deleted_keys(self, since: datetime | None) -> pa.Array:
+        """Keys hard-deleted after `since` (ever when None) that have no live row now.
+
+        A key deleted and inserted again is live, so not a delete: the sync takes its new row
+        from the changes (or from the next sync, when it was inserted after they were read).
+        """
+        s = self.schema
+        sql = (
+            f"SELECT DISTINCT t.deleted_key AS k FROM {TOMBSTONES} t WHERE t.deleted_us > ?"
+            f" AND NOT EXISTS (SELECT 1 FROM {s.domain_table} d"
+            f" WHERE d.{s.domain_key} = t.deleted_key AND NOT ({s.domain_deleted}))"
+        )
+        after = to_micros(since) if since is not None else -1
+        keys = [pc.cast(b.column("k"), pa.string()) for b in stream_batches(self.db, sql, (after,))]
+        return pa.concat_arrays([pa.array([], pa.string()), *keys])
+
+    def prune_tombstones(self, before: datetime) -> int:
+        """Forget the tombstones of deletes before `before`; returns how many went."""
+        return self.db.prune_tombstones(to_micros(before))
+
+    def live_count(self) -> int:
+        """How many live domain rows the spoke holds."""
+        s = self.schema
+        sql = f"SELECT count(*) AS n FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
+        [batch] = stream_batches(self.db, sql)
+        return int(batch.column("n")[0].as_py())
 
     def version_batches(self, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """(key, updated_at) of every live domain row, as Arrow batches (for reconciliation)."""

@@ -5,6 +5,10 @@ style of psycopg and pymysql. What else differs between engines lives here: how 
 starts, the upsert clause, and the outbox table's DDL. Each spoke's own tables have per-engine DDL
 next to its anti-corruption layer (`LocalSchema.ddl`).
 
+Tombstones: each spoke's schema setup also installs an AFTER DELETE trigger on its domain table
+that records the deleted key and the database's clock (microseconds since the epoch, UTC) in
+`hubspoke_tombstone`, so the nightly sync reads the few hard deletes instead of every live key.
+
 Outbox order: the relay reads the outbox by `seq`. On SQLite a write transaction holds the
 database's write lock from BEGIN IMMEDIATE to COMMIT, so `seq` order is commit order. On
 PostgreSQL (BIGSERIAL) and MariaDB (AUTO_INCREMENT) the number is drawn at insert time, not at
@@ -49,6 +53,8 @@ class Database:
     outbox_ddl: ClassVar[str]
     """The outbox table: events written in the same transaction as the local change."""
     begin: ClassVar[str] = "BEGIN"
+    _has_table: ClassVar[str]
+    """Query with one `?` for a table name, answering a row when the table exists."""
 
     def __init__(self, connection: Any) -> None:
         # psycopg, pymysql and sqlite3 connections all speak DB-API cursors returning dict rows.
@@ -116,13 +122,28 @@ class Database:
 
     def executescript(self, script: str) -> None:
         """Run `;`-separated DDL statements (none may hold a `;` of its own)."""
+        self.run_ddl([s for s in script.split(";") if s.strip()])
+
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run DDL statements, each whole (a trigger's body may hold `;`)."""
         cursor = self._con.cursor()
         try:
-            for statement in script.split(";"):
-                if statement.strip():
-                    cursor.execute(statement)
+            for statement in statements:
+                cursor.execute(statement)
         finally:
             cursor.close()
+
+    def tombstone_ddl(self, table: str, key: str) -> list[str]:
+        """Statements creating `hubspoke_tombstone` and the AFTER DELETE trigger of `table`."""
+        raise NotImplementedError
+
+    def prune_tombstones(self, before_us: int) -> int:
+        """Delete the tombstones stamped before `before_us`; returns how many went."""
+        return self.rowcount(f"DELETE FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
+
+    def has_table(self, name: str) -> bool:
+        """Whether a table of that name exists in this database."""
+        return self.fetchone(self._has_table, (name,)) is not None
 
     def upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
         """Insert `row` into `table`, or update every other column where `key` already exists."""
@@ -174,6 +195,8 @@ class SqliteDatabase(Database):
         WHERE published_at IS NULL;
     """
 
+    _has_table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions, `transaction()` says where they are.
@@ -190,6 +213,16 @@ class SqliteDatabase(Database):
     def placeholders(self, sql: str) -> str:
         """SQLite takes `?` as written."""
         return sql
+
+    def tombstone_ddl(self, table: str, key: str) -> list[str]:
+        """The tombstone table and a row trigger (julianday('now') has millisecond precision)."""
+        return [
+            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
+            _TOMBSTONE_INDEX,
+            f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
+            f" BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us) VALUES (OLD.{key},"
+            " CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)); END",
+        ]
 
     def reclaim(self, tables: Sequence[str]) -> None:
         """VACUUM the whole file and truncate the WAL (SQLite cannot rewrite one table)."""
@@ -213,6 +246,10 @@ class PostgresDatabase(Database):
         WHERE published_at IS NULL;
     """
     _DDL_LOCK = 0x6875627370  # advisory lock key for schema creation ("hubsp")
+    _has_table = (
+        "SELECT 1 FROM information_schema.tables"
+        " WHERE table_schema = current_schema() AND table_name = ?"
+    )
 
     def __init__(self, url: str, **overrides: Any) -> None:
         super().__init__(psycopg.connect(url, autocommit=True, row_factory=dict_row, **overrides))
@@ -243,14 +280,30 @@ class PostgresDatabase(Database):
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def executescript(self, script: str) -> None:
-        """Run a DDL script in one transaction, serialised with other processes doing the same."""
+    def run_ddl(self, statements: Sequence[str]) -> None:
+        """Run DDL in one transaction, serialised with other processes doing the same."""
         # Two processes opening the same spoke at once (sensor run, consumer) can both pass
         # CREATE TABLE IF NOT EXISTS and collide in the catalogue; PostgreSQL DDL is
         # transactional, so a transaction-scoped advisory lock makes the script run one at a time.
         with self.transaction():
             self.execute("SELECT pg_advisory_xact_lock(?)", (self._DDL_LOCK,))
-            super().executescript(script)
+            super().run_ddl(statements)
+
+    def tombstone_ddl(self, table: str, key: str) -> list[str]:
+        """The tombstone table and a statement trigger reading the deleted rows as a set."""
+        # A statement-level trigger with a transition table writes the tombstones of a bulk
+        # DELETE in one INSERT, not one function call per row.
+        return [
+            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
+            _TOMBSTONE_INDEX,
+            f"CREATE OR REPLACE FUNCTION hubspoke_tombstone_{table}() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
+            f" SELECT {key}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+            " FROM gone; RETURN NULL; END$$",
+            f"CREATE OR REPLACE TRIGGER hubspoke_tombstone_{table} AFTER DELETE ON {table}"
+            " REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
+            f" EXECUTE FUNCTION hubspoke_tombstone_{table}()",
+        ]
 
     def reclaim(self, tables: Sequence[str]) -> None:
         """VACUUM FULL: a plain VACUUM only marks dead rows reusable, their bytes stay."""
@@ -274,6 +327,9 @@ class MariaDatabase(Database):
         INDEX hubspoke_outbox_unpublished (published_at, seq)
     ) ENGINE=InnoDB;
     """
+    _has_table = (
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+    )
 
     def __init__(self, url: str, database: str | None = None) -> None:
         super().__init__(
@@ -319,10 +375,49 @@ class MariaDatabase(Database):
             _check_name(table)
             self.fetchall(f"OPTIMIZE TABLE {table}")
 
+    def tombstone_ddl(self, table: str, key: str) -> list[str]:
+        """The tombstone table and a row trigger stamping UTC without the session's time zone."""
+        return [
+            _TOMBSTONE_TABLE.format(
+                seq="seq BIGINT AUTO_INCREMENT PRIMARY KEY, ",
+                key_type="VARCHAR(255)",
+                extra=" ENGINE=InnoDB",
+            ),
+            _TOMBSTONE_INDEX,
+            f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
+            " FOR EACH ROW INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
+            f" VALUES (OLD.{key}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))",
+        ]
+
+    def prune_tombstones(self, before_us: int) -> int:
+        """Delete the old tombstones by primary key, found by a plain (lock-free) read.
+
+        A range DELETE would wait for a transaction that is deleting domain rows right now: InnoDB
+        locks every row a DELETE evaluates, and the uncommitted tombstone is one of them.
+        """
+        rows = self.fetchall(f"SELECT seq FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
+        seqs = [r["seq"] for r in rows]
+        for i in range(0, len(seqs), 1000):
+            chunk = seqs[i : i + 1000]
+            self.execute(
+                f"DELETE FROM {TOMBSTONES} WHERE seq IN ({','.join('?' * len(chunk))})", chunk
+            )
+        return len(seqs)
+
     def _on_conflict(self, key: str, others: list[str]) -> str:
         # The table's only unique key is `key`, so ON DUPLICATE KEY means the same as ON CONFLICT.
         return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in others)
 
+
+TOMBSTONES = "hubspoke_tombstone"
+"""Keys of hard-deleted domain rows and when, in microseconds since the epoch (UTC)."""
+_TOMBSTONE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS hubspoke_tombstone"
+    " ({seq}deleted_key {key_type} NOT NULL, deleted_us BIGINT NOT NULL){extra}"
+)
+_TOMBSTONE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS hubspoke_tombstone_at ON hubspoke_tombstone (deleted_us)"
+)
 
 LOCAL_ENGINES: dict[str, Engine] = {"sales": "postgres", "support": "mariadb", "billing": "sqlite"}
 """Where each demo spoke lives in the local stack. At most one spoke per server: a server's

@@ -88,6 +88,7 @@ def build_domain_asset(contract: Contract, settings: Settings) -> dg.AssetsDefin
                     "upserted": dg.MetadataValue.int(report.upserted),
                     "deleted": dg.MetadataValue.int(report.deleted),
                     "hard_deleted": dg.MetadataValue.int(report.hard_deleted),
+                    "keys_compared": dg.MetadataValue.bool(report.keys_compared),
                     "added_columns": dg.MetadataValue.text(", ".join(report.added_columns)),
                     "lag_s": dg.MetadataValue.float(
                         (context.partition_time_window.end - watermark).total_seconds()

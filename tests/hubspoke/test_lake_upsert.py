@@ -1,0 +1,62 @@
+"""LakeTable.upsert: deletes of keys the table lacks are ignored, a merge that changes nothing
+writes no version, and a writer's progress is committed all the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from hubspoke.lake import LakeTable, Progress
+from lake_schema import load_catalog
+
+contract = load_catalog().get("customer_sales_domain")
+AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _rows(*ids: str) -> pa.Table:
+    return contract.to_arrow(
+        [
+            {
+                "customer_id": i,
+                "account_value": Decimal(1),
+                "sales_rep": None,
+                "credit_limit": Decimal(0),
+                "updated_at": AT,
+            }
+            for i in ids
+        ]
+    )
+
+
+def _table(tmp_path: Path) -> LakeTable:
+    table = LakeTable(contract, tmp_path / contract.table_name)
+    table.create_if_missing()
+    table.append(_rows("a", "b"))
+    return table
+
+
+def test_deleting_a_key_the_table_lacks_beside_real_changes(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    metrics = table.upsert(_rows("c"), delete_keys=["b", "missing"])
+    assert metrics["num_target_rows_deleted"] == 1 and metrics["version"] == table.version()
+    assert sorted(table.read(columns=["customer_id"])["customer_id"].to_pylist()) == ["a", "c"]
+
+
+def test_a_merge_that_changes_nothing_writes_no_version(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    version = table.version()
+    metrics = table.upsert(_rows("a"), newer_than="updated_at", delete_keys=["missing"])
+    assert metrics["version"] is None and table.version() == version
+
+
+def test_progress_is_committed_when_the_merge_changes_no_row(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    version = table.version()
+    metrics = table.upsert(
+        _rows("a"), newer_than="updated_at", delete_keys=["missing"], progress=Progress("p", 7)
+    )
+    assert metrics["version"] == version + 1 == table.version()
+    assert table.progress("p") == 7 and table.count() == 2
