@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import socket
 import statistics
@@ -35,10 +36,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import write_json
-from hubspoke.bus import IDENTITY_TOPIC, EventBus, SqliteBus
+from hubspoke.bus import BROADCAST_TOPIC, IDENTITY_TOPIC, EventBus, SqliteBus
 from hubspoke.config import Settings
 from hubspoke.events import IdentityEvent
-from hubspoke.ingest import Hub
+from hubspoke.ingest import INGEST_APP, Hub
 from hubspoke.stack import Stack
 
 console = Console()
@@ -201,6 +202,7 @@ def freshness(stack: Stack, ids: list[str], rate: float, seconds: float) -> Fres
             base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers
         ) as client:
             await _wait_until_serving(client, processes[0])
+            await _wait_until_settled(stack, processes[1])
             producer = threading.Thread(target=produce, daemon=True)
             producer.start()
             try:
@@ -281,6 +283,32 @@ async def _wait_until_serving(client: httpx.AsyncClient, server: subprocess.Pope
             pass
         await asyncio.sleep(0.5)
     raise RuntimeError("hubspoke serve did not answer within 300 s")
+
+
+async def _wait_until_settled(stack: Stack, consumer: subprocess.Popen[bytes]) -> None:
+    """Wait until the consumer has broadcast everything logged and the spokes applied it.
+
+    The throughput runs logged their events through hubs of their own, so the consumer's first
+    turn broadcasts all of them again to this stack's spokes (as recovery must); the freshness
+    run measures the steady state after that, not the catch-up.
+    """
+    logged = stack.lake.table("identity_events").progress(INGEST_APP) or 0
+    checkpoint = stack.home / "hub" / "checkpoint.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if consumer.poll() is not None:
+            raise RuntimeError(f"hubspoke consume exited with {consumer.returncode}")
+        broadcast = (
+            json.loads(checkpoint.read_text()).get("broadcast_batch", 0)
+            if checkpoint.exists()
+            else 0
+        )
+        if broadcast >= logged and not any(
+            stack.bus.pending(BROADCAST_TOPIC, spoke) for spoke in stack.spokes
+        ):
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the consumer did not catch up within 600 s")
 
 
 def percentile(values: list[float], q: float) -> float:
