@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from hubspoke.bus.sqlite import SqliteBus
-from hubspoke.config import Settings
 from hubspoke.stack import Stack
 from hubspoke.sync import reconcile, sync_domain, watermark
 from spokes.base import iso_stamp
-from spokes.databases import drop_local_databases
 
 pytestmark = pytest.mark.services
 
 SALES = {"account_value": "100.00", "owner_rep": "Ada Byron", "credit_limit": "500.00"}
-
-
-@pytest.fixture
-def local(tmp_path: Path, services: None) -> Iterator[Stack]:
-    """A local stack (sales on PostgreSQL) with the embedded bus; its databases are dropped."""
-    settings = Settings(home=tmp_path / "h", stack="local")
-    try:
-        with Stack.create(settings, bus=SqliteBus(settings.home / "bus" / "events.sqlite")) as s:
-            yield s
-    finally:
-        drop_local_databases(settings)
 
 
 def test_row_committed_late_with_an_older_timestamp_is_not_missed(local: Stack) -> None:

@@ -5,23 +5,18 @@ and found by comparing keys when the tombstones are missing or missed a delete."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pymysql
 import pytest
 
-from hubspoke.bus.sqlite import SqliteBus
-from hubspoke.config import Settings
 from hubspoke.lake import LakeTable
 from hubspoke.stack import Stack
 from hubspoke.sync import SyncReport, reconcile, sync_domain
 from spokes import Spoke
 from spokes.base import TOMBSTONES
-from spokes.databases import drop_local_databases
 
 pytestmark = pytest.mark.services
 
@@ -36,17 +31,6 @@ CHANGED: dict[str, dict[str, Any]] = {
     "billing": {"terms_days": 60},
 }
 ENGINES = {"sales": "postgres", "support": "mariadb", "billing": "sqlite"}
-
-
-@pytest.fixture
-def local(tmp_path: Path, services: None) -> Iterator[Stack]:
-    """A local stack (sales on PostgreSQL, support on MariaDB, billing on SQLite)."""
-    settings = Settings(home=tmp_path / "h", stack="local")
-    try:
-        with Stack.create(settings, bus=SqliteBus(settings.home / "bus" / "events.sqlite")) as s:
-            yield s
-    finally:
-        drop_local_databases(settings)
 
 
 def _seed(stack: Stack, name: str, n: int) -> list[str]:
