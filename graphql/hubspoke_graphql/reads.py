@@ -62,13 +62,35 @@ def page(
             terms.append(sql)
             params += more
     order = ", ".join(k.order_sql(reverse=backwards) for k in selection.order)
-    table = quote(wide.table_name(selection.identity))
+    name = wide.table_name(selection.identity)
+    table, condition = quote(name), " AND ".join(terms)
     # The page's rows are found by rowid first and read whole only then: sorting whole rows
     # carries every column of every matching row through the sort (1M rows: 8-19 ms against
     # 5 ms). rowids are stable within the query, which reads one snapshot.
+    built = view.sorted_rows.get(name)
+    by_key = [(k.column, k.ascending) for k in selection.order] == [
+        (key_of(selection.identity), True)
+    ]
+    if built is not None and by_key and not backwards:
+        # In key order the table as built can stop at the page's last row: its rows lie in key
+        # order by rowid, and a scan without ORDER BY keeps that order (DuckDB preserves
+        # insertion order). Only the rows changed since it was built, appended after them, are
+        # sorted. At 1M rows a broad filter costs ~1.3 ms instead of ~15.
+        key = quote(key_of(selection.identity))
+        found = (
+            f"(SELECT rowid AS r, {key} AS k FROM {table}"
+            f" WHERE rowid < {built:d} AND {condition} LIMIT ?)"
+            f" UNION ALL (SELECT rowid, {key} FROM {table}"
+            f" WHERE rowid >= {built:d} AND {condition})"
+        )
+        sql = (
+            f"SELECT * FROM {table} WHERE rowid IN (SELECT r FROM ({found})"
+            f" ORDER BY k LIMIT ? OFFSET ?) ORDER BY {order}"
+        )
+        return view.fetch(sql, [*params, limit + offset, *params, limit, offset])
     sql = (
         f"SELECT * FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
-        f" WHERE {' AND '.join(terms)} ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY {order}"
+        f" WHERE {condition} ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY {order}"
     )
     rows = view.fetch(sql, [*params, limit, offset])
     return rows[::-1] if backwards else rows

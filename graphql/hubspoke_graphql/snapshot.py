@@ -59,12 +59,16 @@ class View:
         hooks: Sequence[QueryHook],
         pin_table: str,
         indexes: Mapping[str, wide.RowIndex] | None = None,
+        sorted_rows: Mapping[str, int] | None = None,
     ) -> None:
         self.serial = next(_SERIALS)
         """Unique per view in this process: answers cached for a view are keyed by it."""
         self.versions = dict(versions)
         self.indexes = dict(indexes or {})
         """Identity table name -> in-memory index of its joined rows (live views only)."""
+        self.sorted_rows = dict(sorted_rows or {})
+        """Joined table name -> rowid below which its rows lie in key order, as built; rows
+        changed since sit at or above it."""
         self._hooks = hooks
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
@@ -181,6 +185,8 @@ class Snapshot:
         self._contracts = {c.table_name: c for c in contracts}
         self._upserted: dict[str, dict[str, State]] = defaultdict(dict)
         """Identity states written by the refresh in progress, by table and key."""
+        self._sorted_rows: dict[str, int] = {}
+        """Joined table name -> rows it held in key order when last built (see View)."""
         self._identity_behind: set[str] = set()
         """Identity tables whose DuckDB copy lacks changes their joined table holds."""
         self._joined_before: dict[str, dict[str, wide.Row]] = {}
@@ -241,6 +247,7 @@ class Snapshot:
                         self.query_hooks,
                         self._pin_table,
                         self._indexes,
+                        self._sorted_rows,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started
@@ -301,7 +308,7 @@ class Snapshot:
                 self._load(f.table, identity_state[f.table.name][0])
             if behind and log_dt is not None:
                 self._follow_log(behind, starts, log_dt, reloaded)
-            indexes, identity_behind = self._join(reloaded)
+            indexes, identity_behind, sorted_rows = self._join(reloaded)
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
@@ -312,6 +319,7 @@ class Snapshot:
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
         self._indexes |= indexes
         self._identity_behind = identity_behind
+        self._sorted_rows |= sorted_rows
         self._ext_versions = ext_versions
         self._log_version = log_version
         for f in self._followed:
@@ -320,14 +328,17 @@ class Snapshot:
             f.loaded = True
         return True
 
-    def _join(self, reloaded: set[str]) -> tuple[dict[str, wide.RowIndex], set[str]]:
+    def _join(
+        self, reloaded: set[str]
+    ) -> tuple[dict[str, wide.RowIndex], set[str], dict[str, int]]:
         """Bring each entity's joined table and row index up to its identity and extensions.
 
-        Returns the indexes and the identity tables whose DuckDB copy the joined table is now
-        ahead of: the log's changes go straight into the joined rows, and the identity copy is
-        caught up from them only when a full join needs it.
+        Returns the indexes, the identity tables whose DuckDB copy the joined table is now
+        ahead of (the log's changes go straight into the joined rows, and the identity copy is
+        caught up from them only when a full join needs it), and the rows of each joined table
+        built anew, in key order.
         """
-        indexes, behind = {}, set(self._identity_behind)
+        indexes, behind, sorted_rows = {}, set(self._identity_behind), {}
         for identity_name, extensions in self._entities.items():
             identity = self._contracts[identity_name]
             key = identity.key_fields[0]
@@ -340,6 +351,7 @@ class Snapshot:
                     self._write_identity(identity, list(changed.values()))
                 for sql in wide.rebuild_sql(identity, extensions):
                     self._writer.execute(sql)
+                sorted_rows[wide.table_name(identity)] = wide.row_count(self._writer, identity)
                 behind.discard(identity_name)
                 index = None
             elif changed:
@@ -358,7 +370,7 @@ class Snapshot:
                 ).to_arrow_table()
                 index = wide.RowIndex.of(rows, key)
             indexes[identity_name] = index
-        return indexes, behind
+        return indexes, behind, sorted_rows
 
     def _joined_rows(
         self,

@@ -81,7 +81,8 @@ class TimeTravel:
             _create(con, name, rows)
         for sql in wide.rebuild_sql(identity, extensions):
             con.execute(sql)
-        return View(con, versions, self._hooks, identity.table_name)
+        sorted_rows = {wide.table_name(identity): wide.row_count(con, identity)}
+        return View(con, versions, self._hooks, identity.table_name, sorted_rows=sorted_rows)
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from lake_schema import Contract
@@ -68,6 +69,12 @@ def rebuild_sql(identity: Contract, extensions: Sequence[Contract]) -> list[str]
         f"CREATE OR REPLACE TABLE {name} AS {select_sql(identity, extensions)} ORDER BY {key}",
         f"CREATE INDEX {quote(table_name(identity) + '_key')} ON {name} ({key})",
     ]
+
+
+def row_count(con: duckdb.DuckDBPyConnection, identity: Contract) -> int:
+    """Rows of an entity's joined table."""
+    row = con.sql(f"SELECT count(*) FROM {quote(table_name(identity))}").fetchall()[0]
+    return int(row[0])
 
 
 def identity_from_joined_sql(identity: Contract) -> str:

@@ -116,6 +116,58 @@ def test_an_extension_reload_keeps_the_logged_changes_it_did_not_join(
         assert app.state.snapshot.full_loads.count("customer_sales_domain") == 2
 
 
+def test_pages_in_key_order_stay_exact_with_logged_changes_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=11).seed(40)
+        app = create_app(stack.settings)
+        post = _poster(app)
+        post(COUNT)
+        monkeypatch.setattr(Hub, "project", lambda self: None)  # logged, never merged
+        live = _live_ids(stack)
+        sales = stack.spokes["sales"]
+        for n, key in enumerate(live[::3]):  # moved after the rows in key order
+            sales.update_customer(key, name=f"Zed {n}")
+        sales.delete_customer(live[1])
+        for n in range(5):
+            sales.create_customer(f"Zed new {n}", f"new{n}@example.com")
+        stack.relay()
+        stack.hub.drain()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        view = app.state.snapshot.current()
+        table = "customer_identity__entity"
+        assert (
+            view.sorted_rows[table] < view.fetch(f"SELECT max(rowid) + 1 AS n FROM {table}")[0]["n"]
+        )
+
+        for where, sql in (("", "TRUE"), ('where: {name: {contains: "Zed"}}', "name LIKE '%Zed%'")):
+            expected = [
+                r["id"]
+                for r in view.fetch(
+                    f"SELECT id FROM {table} WHERE NOT deleted AND {sql} ORDER BY id"
+                )
+            ]
+            seen, after = [], None
+            while True:
+                cursor = f', after: "{after}"' if after else ""
+                page = post(
+                    f"{{ customers(first: 7{cursor}{', ' + where if where else ''})"
+                    " { nodes { id } pageInfo { hasNextPage endCursor } } }"
+                )["customers"]
+                seen += [n["id"] for n in page["nodes"]]
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
+                after = page["pageInfo"]["endCursor"]
+            assert seen == expected and len(expected) > 7
+            offset = post("{ customers(limit: 5, offset: 3) { nodes { id } } }")
+            assert [n["id"] for n in offset["customers"]["nodes"]] == _ordered(view, table)[3:8]
+
+
+def _ordered(view: Any, table: str) -> list[str]:
+    return [r["id"] for r in view.fetch(f"SELECT id FROM {table} WHERE NOT deleted ORDER BY id")]
+
+
 def test_a_batch_whose_log_commit_failed_is_not_visible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
