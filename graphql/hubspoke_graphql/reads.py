@@ -75,7 +75,7 @@ def page(
         # In key order the table as built can stop at the page's last row: its rows lie in key
         # order by rowid, and a scan without ORDER BY keeps that order (DuckDB preserves
         # insertion order). Only the rows changed since it was built, appended after them, are
-        # sorted. At 1M rows a broad filter costs ~1.3 ms instead of ~15.
+        # sorted, so the scan does not grow with the rows that match.
         key = quote(key_of(selection.identity))
         found = (
             f"(SELECT rowid AS r, {key} AS k FROM {table}"
