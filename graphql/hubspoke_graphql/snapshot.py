@@ -280,9 +280,12 @@ class Snapshot:
         ]
         # The identity tables' state is read before the log's: the log is committed before each
         # merge, so the log read next always holds every batch a merge seen here contains.
-        identity_state = {f.table.name: _delta_state(f.watched.latest()) for f in self._followed}
+        identity_dts = {f.table.name: f.watched.latest() for f in self._followed}
+        identity_state = {name: _delta_state(dt) for name, dt in identity_dts.items()}
         reload_ids = [
-            f for f in self._followed if not self._explained(f, *identity_state[f.table.name])
+            f
+            for f in self._followed
+            if not self._explained(f, identity_dts[f.table.name], *identity_state[f.table.name])
         ]
         log_dt = self._log.latest()
         logged = (log_dt.transaction_version(INGEST_APP) or 0) if log_dt is not None else 0
@@ -408,15 +411,17 @@ class Snapshot:
             table = pa.concat_tables([table, joined_new.cast(schema)])
         return table
 
-    def _explained(self, f: _Followed, version: int | None, projected: int) -> bool:
-        """Whether the identity table's changes since `f.version` are merges of logged batches."""
+    def _explained(
+        self, f: _Followed, dt: DeltaTable | None, version: int | None, projected: int
+    ) -> bool:
+        """Whether the identity table's changes since `f.version` up to `version` (the state of
+        `dt` as read for this refresh) are merges of logged batches."""
         if not f.loaded or version is None or f.version is None:
             return f.loaded and version is None and f.version is None  # still not created
         if version < f.version or projected < f.projected:
             return False  # the table was recreated, or its progress went backwards
         if version == f.version:
             return True
-        dt = f.watched.latest()
         commits = dt.history(version - f.version) if dt is not None else []
         # Each merge of the hub writes a state the log already gave us (same fold, same order);
         # any other writer changed the table in a way the log cannot reproduce.
