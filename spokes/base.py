@@ -153,7 +153,7 @@ class Spoke(ABC):
             "deleted": False,
         }
         with self.transaction() as db:
-            self._insert_identity(db, state, hub_version=0)
+            self._insert_identities(db, [self._local_row(state, hub_version=0)])
             if domain is not None:
                 self._upsert_domain(db, customer_id, domain, at)
             self._emit(db, "created", customer_id, at, {"name": name, "email": email})
@@ -249,16 +249,9 @@ class Spoke(ABC):
                 st for key, st in newest.items() if key in local and local[key] < st["version"]
             ]
             if inserts:
-                rows = [self._local_identity(st) | {s.hub_version: st["version"]} for st in inserts]
-                db.executemany(
-                    f"INSERT INTO {s.identity_table} ({', '.join(rows[0])})"
-                    f" VALUES ({', '.join('?' * len(rows[0]))})",
-                    [tuple(row.values()) for row in rows],
-                )
+                self._insert_identities(db, [self._local_row(st, st["version"]) for st in inserts])
             if overwrites:
-                rows = [
-                    self._local_identity(st) | {s.hub_version: st["version"]} for st in overwrites
-                ]
+                rows = [self._local_row(st, st["version"]) for st in overwrites]
                 columns = [c for c in rows[0] if c != s.identity_key]
                 db.executemany(
                     f"UPDATE {s.identity_table} SET {', '.join(f'{c} = ?' for c in columns)}"
@@ -496,13 +489,18 @@ class Spoke(ABC):
             for field, col in self.schema.identity_columns.items()
         }
 
-    def _insert_identity(self, db: Database, state: dict[str, Any], hub_version: int) -> None:
-        local = self._local_identity(state) | {self.schema.hub_version: hub_version}
-        db.execute(
-            f"INSERT INTO {self.schema.identity_table} ({', '.join(local)})"
-            f" VALUES ({', '.join('?' * len(local))})",
-            tuple(local.values()),
+    def _insert_identities(self, db: Database, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert identity rows already in the spoke's columns (`_local_row`), one statement."""
+        columns = list(rows[0])
+        db.executemany(
+            f"INSERT INTO {self.schema.identity_table} ({', '.join(columns)})"
+            f" VALUES ({', '.join('?' * len(columns))})",
+            [tuple(row[c] for c in columns) for row in rows],
         )
+
+    def _local_row(self, state: dict[str, Any], hub_version: int) -> dict[str, Any]:
+        """An identity state as the spoke stores it, with the hub version it holds."""
+        return self._local_identity(state) | {self.schema.hub_version: hub_version}
 
     def _mark_deleted(self, db: Database, customer_id: str, at: datetime) -> None:
         s = self.schema
