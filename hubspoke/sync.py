@@ -214,10 +214,7 @@ def _sync(
 
 def _absent(table: LakeTable, keys: set[str]) -> int:
     """How many of `keys` the lake does not hold."""
-    if not keys:
-        return 0
-    key = table.contract.key_fields[0]
-    return len(keys) - table.read(columns=[key], where=pl.col(key).is_in(sorted(keys))).num_rows
+    return len(keys) - len(table.holding(sorted(keys))) if keys else 0
 
 
 def _extract(spoke: Spoke, contract: Contract, since: datetime | None, batch_rows: int) -> _Extract:
