@@ -193,10 +193,18 @@ def sync(
     domain: Annotated[
         list[str] | None, typer.Option("--domain", help="Domain to sync (repeatable; default all).")
     ] = None,
+    compare_keys: Annotated[
+        bool,
+        typer.Option(
+            "--compare-keys",
+            help="Also compare the spoke's live keys with the lake's, to propagate deletes its"
+            " triggers missed (what reconciliation reports as only in the lake).",
+        ),
+    ] = False,
 ) -> None:
     """Run the nightly delta sync of the domain extension tables now."""
     with _stack(home) as stack:
-        reports = stack.sync(domain)
+        reports = stack.sync(domain, compare_keys=compare_keys)
         _print_sync(reports)
 
 

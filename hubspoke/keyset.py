@@ -1,8 +1,8 @@
 """Hard deletes found by comparing key sets cheaply: 64-bit hashes of the spoke's live keys against
 the lake's key column, with no Python object per key.
 
-The sync's fallback and safety net (`hubspoke.deletes`): it runs for a spoke without tombstones,
-and when the spoke's live row count disagrees with the lake's after a sync. The spoke streams its
+The sync's fallback (`hubspoke.deletes`): it runs for a spoke without tombstones, once after a
+marker says the tombstones are incomplete, and when asked (`compare_keys`). The spoke streams its
 live keys as Arrow batches, each hashed at once, so only 8 bytes a key stay in memory; the lake's
 key column is scanned by polars in streaming mode and every key whose hash the spoke does not hold
 is deleted. That covers hard deletes and soft-deleted rows alike.
@@ -11,8 +11,7 @@ Measured on 5M sales rows in PostgreSQL: streaming every live key took 1.5-1.9 s
 spoke counting its keys per prefix bucket (1.9 s for 4,096 buckets), and fetching the keys of the
 buckets that 1,000 deletes touch cost another 6 s of index and heap visits, so per-bucket
 digests lost to a plain key stream here. Reading the same 1,000 deletes from the spoke's
-tombstones took 0.05 s, and counting the live rows for the safety net 0.4-0.6 s on a thread
-beside the extraction, so the tombstones won and this comparison is the exception. A 64-bit
+tombstones took 0.05-0.17 s, so the tombstones won and this comparison is the exception. A 64-bit
 collision could hide a delete (about one chance in a million at 5M keys); the reconciliation
 check after the sync compares every key.
 """

@@ -98,7 +98,9 @@ class Stack:
         known = [t for t in oldest if t is not None]
         return round(max(0.0, time.time() - min(known)), 3) if known else 0.0
 
-    def sync(self, domains: list[str] | None = None) -> list[SyncReport]:
+    def sync(
+        self, domains: list[str] | None = None, *, compare_keys: bool = False
+    ) -> list[SyncReport]:
         """Run the nightly delta sync of the given domains (all when None)."""
         contracts = (
             [self.catalog.extension(d) for d in domains] if domains else self.catalog.extensions()
@@ -110,6 +112,7 @@ class Stack:
                 c,
                 overlap=timedelta(minutes=self.settings.sync_overlap_min),
                 batch_rows=self.settings.sync_batch_rows,
+                compare_keys=compare_keys,
             )
             for c in contracts
         ]

@@ -5,14 +5,14 @@ batches, map them through the spoke's anti-corruption layer and check them again
 (vectorised; row by row only for a batch that breaks it, to name the reasons), hold back rows that
 break the contract or whose customer the hub does not know, read the spoke's hard deletes from its
 tombstones (`hubspoke.deletes`), and merge upserts, deletes and the new watermark in one Delta
-commit. A count check afterwards compares the key sets only when the tombstones missed a delete.
+commit; the spoke forgets the tombstones read only after that commit.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,7 +45,8 @@ class SyncReport:
     """Keys the spoke hard-deleted found by this sync (a tombstone re-read in the overlap window
     counts again, though its row already left the lake)."""
     keys_compared: bool = False
-    """Whether the key sets were compared: no tombstones, or the counts disagreed."""
+    """Whether the key sets were compared: no tombstones, a marker saying they are incomplete,
+    or asked for (`compare_keys`)."""
     quarantined: int = 0
     released: int = 0
     watermark_before: datetime | None = None
@@ -85,6 +86,7 @@ def sync_domain(
     *,
     overlap: timedelta = timedelta(minutes=15),
     batch_rows: int = 50_000,
+    compare_keys: bool = False,
 ) -> SyncReport:
     """Extract what changed in `spoke` since the watermark, check it, and merge it into the lake.
 
@@ -95,13 +97,20 @@ def sync_domain(
     Rows that break the contract or whose customer has no live identity go to
     `sync_quarantine` first and are retried on every sync until they load. Concurrent syncs of
     one table (a backfill beside the nightly run) take turns, so the outcome is the serial one.
+    `compare_keys` also compares the spoke's live keys with the lake's, to propagate deletes the
+    spoke's triggers did not see (what the reconciliation check reports as only in the lake).
     """
     with lake.table(contract).exclusive():
-        return _sync(lake, spoke, contract, overlap, batch_rows)
+        return _sync(lake, spoke, contract, overlap, batch_rows, compare_keys)
 
 
 def _sync(
-    lake: Lake, spoke: Spoke, contract: Contract, overlap: timedelta, batch_rows: int
+    lake: Lake,
+    spoke: Spoke,
+    contract: Contract,
+    overlap: timedelta,
+    batch_rows: int,
+    compare_keys: bool,
 ) -> SyncReport:
     table = lake.table(contract)
     quarantine = lake.table("sync_quarantine")
@@ -110,47 +119,37 @@ def _sync(
     report.added_columns = table.evolve()  # refuses a breaking change before anything is written
     report.watermark_before = before = watermark(lake, contract)
 
-    lake_rows = table.count_fast()
     since = before - overlap if before is not None else None
-    with ThreadPoolExecutor(2) as pool:
-        hard = HardDeletes(spoke, table, pool) if lake_rows else None
+    with ThreadPoolExecutor(1) as pool:
+        hard = HardDeletes(
+            spoke, table, pool, lake_rows=table.count_fast(), compare_keys=compare_keys
+        )
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
         soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
-        deletes = pa.array([], pa.string())
-        holding: Future[list[Any]] | None = None
-        if hard is not None:
-            found = hard.found(since)
-            report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
-            # Compared keys are lake keys, soft deletes included; tombstones may name keys the
-            # lake never held or no longer holds: those are looked up while identities are.
-            deletes = pc.unique(pa.concat_arrays([found, soft])) if hard.tombstones else found
-            if hard.tombstones and len(deletes):
-                holding = pool.submit(table.holding, deletes.to_pylist())
+        found = hard.found()
+        report.keys_compared = hard.keys_compared
+        report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
+        deletes = pc.unique(pa.concat_arrays([found, soft]))
 
-        held = quarantine.read(
-            columns=["customer_id"], where=pl.col("domain") == contract.table_name
-        )["customer_id"]
-        good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
-        changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
-        retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
-        retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
-        if retried is not None:
-            good = pa.concat_tables([good, retried])
+    held = quarantine.read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)[
+        "customer_id"
+    ]
+    good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
+    changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
+    retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
+    retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
+    if retried is not None:
+        good = pa.concat_tables([good, retried])
+    # The deletes were read after the changes: a row read live and gone since is deleted.
+    good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
 
-        good, orphans = _split_known(lake, contract, good)
-        for row in orphans.to_pylist():
-            ext.bad.append(
-                _held(
-                    contract, row, f"no live {contract.entity} identity {row[key]!r} in the hub yet"
-                )
-            )
-            report.quarantine_reasons["no live identity"] += 1
-
-        if len(deletes):
-            good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
-        if holding is not None:
-            deletes = pa.array(holding.result(), pa.string())
+    good, orphans = _split_known(lake, contract, good)
+    for row in orphans.to_pylist():
+        ext.bad.append(
+            _held(contract, row, f"no live {contract.entity} identity {row[key]!r} in the hub yet")
+        )
+        report.quarantine_reasons["no live identity"] += 1
 
     report.quarantined = len(ext.bad)
     for row in ext.bad:
@@ -166,41 +165,23 @@ def _sync(
     moved = new_mark is not None and new_mark != before
     if not moved and good.num_rows:
         good = _not_in_lake_yet(table, good)  # only the overlap was re-read
-    metadata = {"step": "nightly sync", "spoke": spoke.name}
     if good.num_rows or len(deletes) or moved:
         metrics = table.upsert(
             good,
             newer_than="updated_at",
-            delete_keys=deletes.to_pylist(),
-            deletes_present=True,
+            delete_keys=deletes,
             progress=Progress(watermark_app(contract), to_micros(new_mark)) if moved else None,
             watermark=new_mark.isoformat() if new_mark else "",
-            **metadata,
+            step="nightly sync",
+            spoke=spoke.name,
         )
         report.upserted = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
         report.deleted = metrics["num_target_rows_deleted"]
         report.committed = metrics["version"] is not None
-        lake_rows += metrics["num_target_rows_inserted"] - report.deleted
     report.watermark_after = new_mark
+    hard.forget()  # only now that their deletes are committed
 
     still_held = {r["customer_id"] for r in ext.bad}
-    if hard is not None:
-        missed = hard.missed(lake_rows, _absent(table, still_held))
-        if len(missed):  # the data and the watermark are committed: these deletes follow
-            metrics = table.upsert(
-                contract.to_arrow([]),
-                delete_keys=missed.to_pylist(),
-                deletes_present=True,
-                **metadata,
-            )
-            report.hard_deleted += metrics["num_target_rows_deleted"]
-            report.deleted += metrics["num_target_rows_deleted"]
-            report.committed |= metrics["version"] is not None
-        report.keys_compared = hard.keys_compared
-        if hard.tombstones and new_mark is not None:
-            # Only now that the deletes are committed: the next sync reads none older.
-            spoke.prune_tombstones(new_mark - overlap)
-
     release = sorted(set(held.to_pylist()) - still_held)
     if release:
         quarantine.delete_where(
@@ -210,11 +191,6 @@ def _sync(
     report.released = len(release)
     report.version = table.version()
     return report
-
-
-def _absent(table: LakeTable, keys: set[str]) -> int:
-    """How many of `keys` the lake does not hold."""
-    return len(keys) - len(table.holding(sorted(keys))) if keys else 0
 
 
 def _extract(spoke: Spoke, contract: Contract, since: datetime | None, batch_rows: int) -> _Extract:

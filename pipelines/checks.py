@@ -32,6 +32,12 @@ def build_reconciliation_check(contract: Contract) -> dg.AssetChecksDefinition:
             else (
                 f"{len(rec.missing_in_lake)} missing in the lake, {len(rec.extra_in_lake)} only"
                 f" in the lake, {len(rec.differing)} differing"
+                + (
+                    "; rows only in the lake were deleted behind the spoke's triggers: run the"
+                    " sync with compare_keys: true"
+                    if rec.extra_in_lake
+                    else ""
+                )
             ),
             metadata={
                 "spoke_rows": dg.MetadataValue.int(rec.spoke_rows),

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubspoke.events import IdentityEvent
-from hubspoke.timestamps import to_micros
 from spokes.arrow_stream import stream_batches
 from spokes.databases import TOMBSTONES, Database, Engine, Row, SqliteDatabase
 
@@ -40,6 +39,18 @@ class DomainChanges:
     upserts: list[dict[str, Any]]
     deleted_keys: list[str]
     high_watermark: datetime | None
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    """What a sync read of a spoke's tombstones."""
+
+    seqs: list[int]
+    """Every tombstone read, to forget once the sync has committed."""
+    deleted: pa.Array
+    """Distinct keys hard-deleted that have no live row now."""
+    complete: bool
+    """False when a marker says deletes may have gone unrecorded: compare key sets."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,10 @@ class Spoke(ABC):
                 f" it runs on {', '.join(self.schema.ddl)}"
             )
         self.db.executescript(ddl + self.db.outbox_ddl)
+        new_tombstones = not self.db.has_table(TOMBSTONES)
         self.db.run_ddl(self.db.tombstone_ddl(self.schema.domain_table, self.schema.domain_key))
+        if new_tombstones:  # rows deleted before the trigger existed left no tombstone
+            self.db.mark_tombstones_incomplete()
 
     def close(self) -> None:
         """Close the local database."""
@@ -352,25 +366,35 @@ class Spoke(ABC):
         """Whether the database records the hard deletes of domain rows (its trigger's table)."""
         return self.db.has_table(TOMBSTONES)
 
-    def hard_deleted_keys(self, since: datetime | None) -> pa.Array:
-        """Keys hard-deleted after `since` (ever when None) that have no live row now.
+    def read_tombstones(self) -> Tombstones:
+        """Every tombstone the spoke holds: the hard-deleted keys that have no live row now.
 
         A key deleted and inserted again is live, so not a delete: the sync takes its new row
         from the changes (or from the next sync, when it was inserted after they were read).
         """
         s = self.schema
         sql = (
-            f"SELECT DISTINCT t.deleted_key AS k FROM {TOMBSTONES} t WHERE t.deleted_us > ?"
-            f" AND NOT EXISTS (SELECT 1 FROM {s.domain_table} d"
-            f" WHERE d.{s.domain_key} = t.deleted_key AND NOT ({s.domain_deleted}))"
+            f"SELECT t.seq AS seq, t.deleted_key AS k, CASE WHEN NOT EXISTS (SELECT 1"
+            f" FROM {s.domain_table} d WHERE d.{s.domain_key} = t.deleted_key"
+            f" AND NOT ({s.domain_deleted})) THEN 1 ELSE 0 END AS gone FROM {TOMBSTONES} t"
         )
-        after = to_micros(since) if since is not None else -1
-        keys = [pc.cast(b.column("k"), pa.string()) for b in stream_batches(self.db, sql, (after,))]
-        return pa.concat_arrays([pa.array([], pa.string()), *keys])
+        seqs: list[pa.Array] = [pa.array([], pa.int64())]
+        keys: list[pa.Array] = [pa.array([], pa.string())]
+        gone: list[pa.Array] = [pa.array([], pa.bool_())]
+        for batch in stream_batches(self.db, sql):
+            seqs.append(pc.cast(batch.column("seq"), pa.int64()))
+            keys.append(pc.cast(batch.column("k"), pa.string()))
+            gone.append(pc.cast(batch.column("gone"), pa.bool_()))
+        key, deleted = pa.concat_arrays(keys), pa.concat_arrays(gone)
+        return Tombstones(
+            seqs=pa.concat_arrays(seqs).to_pylist(),
+            deleted=pc.unique(pc.drop_null(pc.filter(key, deleted))),
+            complete=key.null_count == 0,
+        )
 
-    def prune_tombstones(self, before: datetime) -> int:
-        """Forget the tombstones of deletes before `before`; returns how many went."""
-        return self.db.prune_tombstones(to_micros(before))
+    def forget_tombstones(self, tombstones: Tombstones) -> None:
+        """Delete the tombstones a sync read, once their deletes are in the lake."""
+        self.db.forget_tombstones(tombstones.seqs)
 
     def live_count(self) -> int:
         """How many live domain rows the spoke holds."""

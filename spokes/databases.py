@@ -8,6 +8,11 @@ next to its anti-corruption layer (`LocalSchema.ddl`).
 Tombstones: each spoke's schema setup also installs an AFTER DELETE trigger on its domain table
 that records the deleted key and the database's clock (microseconds since the epoch, UTC) in
 `hubspoke_tombstone`, so the nightly sync reads the few hard deletes instead of every live key.
+The table is a queue: the sync reads every tombstone there and forgets exactly those (by `seq`)
+once their deletes are committed to the lake, so a tombstone committed late is read by the next
+sync, however late. A row with a NULL key says the tombstones may be incomplete (the table was
+just created beside existing rows, or, on PostgreSQL, TRUNCATE emptied the domain table): the
+sync then compares key sets once.
 
 Outbox order: the relay reads the outbox by `seq`. On SQLite a write transaction holds the
 database's write lock from BEGIN IMMEDIATE to COMMIT, so `seq` order is commit order. On
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
@@ -137,9 +143,22 @@ class Database:
         """Statements creating `hubspoke_tombstone` and the AFTER DELETE trigger of `table`."""
         raise NotImplementedError
 
-    def prune_tombstones(self, before_us: int) -> int:
-        """Delete the tombstones stamped before `before_us`; returns how many went."""
-        return self.rowcount(f"DELETE FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
+    def forget_tombstones(self, seqs: Sequence[int]) -> None:
+        """Delete the tombstones numbered `seqs` (those a sync read and committed)."""
+        # By primary key: a range DELETE would wait on MariaDB for a transaction deleting domain
+        # rows right now (InnoDB locks every row a DELETE evaluates, the uncommitted tombstone too).
+        for i in range(0, len(seqs), 1000):
+            chunk = list(seqs[i : i + 1000])
+            self.execute(
+                f"DELETE FROM {TOMBSTONES} WHERE seq IN ({','.join('?' * len(chunk))})", chunk
+            )
+
+    def mark_tombstones_incomplete(self) -> None:
+        """Record that deletes may have gone unrecorded: the next sync compares key sets."""
+        self.execute(
+            f"INSERT INTO {TOMBSTONES} (deleted_key, deleted_us) VALUES (NULL, ?)",
+            (time.time_ns() // 1000,),
+        )
 
     def has_table(self, name: str) -> bool:
         """Whether a table of that name exists in this database."""
@@ -217,8 +236,7 @@ class SqliteDatabase(Database):
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
         """The tombstone table and a row trigger (julianday('now') has millisecond precision)."""
         return [
-            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
-            _TOMBSTONE_INDEX,
+            _TOMBSTONE_TABLE.format(seq="INTEGER PRIMARY KEY", key_type="TEXT", extra=""),
             f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
             f" BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us) VALUES (OLD.{key},"
             " CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)); END",
@@ -290,12 +308,14 @@ class PostgresDatabase(Database):
             super().run_ddl(statements)
 
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
-        """The tombstone table and a statement trigger reading the deleted rows as a set."""
+        """The tombstone table, a statement trigger reading the deleted rows as a set, and a
+        TRUNCATE trigger leaving the marker that makes the next sync compare key sets."""
         # A statement-level trigger with a transition table writes the tombstones of a bulk
         # DELETE in one INSERT, not one function call per row.
         return [
-            _TOMBSTONE_TABLE.format(seq="", key_type="TEXT", extra=""),
-            _TOMBSTONE_INDEX,
+            _TOMBSTONE_TABLE.format(
+                seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", key_type="TEXT", extra=""
+            ),
             f"CREATE OR REPLACE FUNCTION hubspoke_tombstone_{table}() RETURNS trigger"
             " LANGUAGE plpgsql AS $$BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
             f" SELECT {key}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
@@ -303,6 +323,12 @@ class PostgresDatabase(Database):
             f"CREATE OR REPLACE TRIGGER hubspoke_tombstone_{table} AFTER DELETE ON {table}"
             " REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
             f" EXECUTE FUNCTION hubspoke_tombstone_{table}()",
+            "CREATE OR REPLACE FUNCTION hubspoke_truncated() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
+            " VALUES (NULL, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint);"
+            " RETURN NULL; END$$",
+            f"CREATE OR REPLACE TRIGGER hubspoke_truncated_{table} AFTER TRUNCATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION hubspoke_truncated()",
         ]
 
     def reclaim(self, tables: Sequence[str]) -> None:
@@ -376,33 +402,21 @@ class MariaDatabase(Database):
             self.fetchall(f"OPTIMIZE TABLE {table}")
 
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
-        """The tombstone table and a row trigger stamping UTC without the session's time zone."""
+        """The tombstone table and a row trigger stamping UTC without the session's time zone.
+
+        TRUNCATE TABLE fires no trigger on MariaDB: a truncated domain table is found by the
+        reconciliation check, and `sync --compare-keys` propagates it.
+        """
         return [
             _TOMBSTONE_TABLE.format(
-                seq="seq BIGINT AUTO_INCREMENT PRIMARY KEY, ",
+                seq="BIGINT AUTO_INCREMENT PRIMARY KEY",
                 key_type="VARCHAR(255)",
                 extra=" ENGINE=InnoDB",
             ),
-            _TOMBSTONE_INDEX,
             f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
             " FOR EACH ROW INSERT INTO hubspoke_tombstone (deleted_key, deleted_us)"
             f" VALUES (OLD.{key}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))",
         ]
-
-    def prune_tombstones(self, before_us: int) -> int:
-        """Delete the old tombstones by primary key, found by a plain (lock-free) read.
-
-        A range DELETE would wait for a transaction that is deleting domain rows right now: InnoDB
-        locks every row a DELETE evaluates, and the uncommitted tombstone is one of them.
-        """
-        rows = self.fetchall(f"SELECT seq FROM {TOMBSTONES} WHERE deleted_us < ?", (before_us,))
-        seqs = [r["seq"] for r in rows]
-        for i in range(0, len(seqs), 1000):
-            chunk = seqs[i : i + 1000]
-            self.execute(
-                f"DELETE FROM {TOMBSTONES} WHERE seq IN ({','.join('?' * len(chunk))})", chunk
-            )
-        return len(seqs)
 
     def _on_conflict(self, key: str, others: list[str]) -> str:
         # The table's only unique key is `key`, so ON DUPLICATE KEY means the same as ON CONFLICT.
@@ -410,13 +424,11 @@ class MariaDatabase(Database):
 
 
 TOMBSTONES = "hubspoke_tombstone"
-"""Keys of hard-deleted domain rows and when, in microseconds since the epoch (UTC)."""
+"""Keys of hard-deleted domain rows and when, in microseconds since the epoch (UTC); a NULL key
+marks the tombstones as possibly incomplete."""
 _TOMBSTONE_TABLE = (
     "CREATE TABLE IF NOT EXISTS hubspoke_tombstone"
-    " ({seq}deleted_key {key_type} NOT NULL, deleted_us BIGINT NOT NULL){extra}"
-)
-_TOMBSTONE_INDEX = (
-    "CREATE INDEX IF NOT EXISTS hubspoke_tombstone_at ON hubspoke_tombstone (deleted_us)"
+    " (seq {seq}, deleted_key {key_type}, deleted_us BIGINT NOT NULL){extra}"
 )
 
 LOCAL_ENGINES: dict[str, Engine] = {"sales": "postgres", "support": "mariadb", "billing": "sqlite"}

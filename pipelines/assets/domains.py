@@ -25,6 +25,14 @@ def owning_spoke(stack: Stack, contract: Contract) -> Spoke:
     return spoke
 
 
+class DomainSyncConfig(dg.Config):
+    """Run options of a nightly sync (the launchpad's config)."""
+
+    compare_keys: bool = False
+    """Also compare the spoke's live keys with the lake's, to propagate deletes the spoke's
+    triggers missed (what the reconciliation check reports as only in the lake)."""
+
+
 NIGHTS_START = "2026-01-01"
 """First nightly partition: nights from here on can be backfilled from the UI."""
 
@@ -64,7 +72,9 @@ def build_domain_asset(contract: Contract, settings: Settings) -> dg.AssetsDefin
         pool=writer_pool(contract),  # one sync per table at a time: its watermark has one writer
         partitions_def=nightly_partitions(settings, contract.owner),
     )
-    def sync(context: dg.AssetExecutionContext, hubspoke: HubspokeResource) -> dg.MaterializeResult:
+    def sync(
+        context: dg.AssetExecutionContext, config: DomainSyncConfig, hubspoke: HubspokeResource
+    ) -> dg.MaterializeResult:
         """Merge what changed in the domain's spoke since the last watermark into the lake."""
         with hubspoke.stack() as stack:
             # sync_domain with the contract itself, not Stack.sync([owner]): that looks the
@@ -75,6 +85,7 @@ def build_domain_asset(contract: Contract, settings: Settings) -> dg.AssetsDefin
                 contract,
                 overlap=timedelta(minutes=stack.settings.sync_overlap_min),
                 batch_rows=stack.settings.sync_batch_rows,
+                compare_keys=config.compare_keys,
             )
             context.log.info(
                 f"{contract.table_name}: extracted {report.extracted}, upserted {report.upserted},"

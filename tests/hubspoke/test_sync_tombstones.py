@@ -1,6 +1,7 @@
 """Hard deletes read from the spoke's tombstones, on PostgreSQL (sales), MariaDB (support) and
-SQLite (billing): propagated, undone by a re-insert, kept through a crash, pruned after the commit,
-and found by comparing keys when the tombstones are missing or missed a delete."""
+SQLite (billing): propagated, undone by a re-insert, kept through a crash, forgotten after the
+commit, and found by comparing keys when the tombstones are missing, marked incomplete, or when
+asked after reconciliation found a delete they missed."""
 
 from __future__ import annotations
 
@@ -42,9 +43,13 @@ def _seed(stack: Stack, name: str, n: int) -> list[str]:
     return ids
 
 
-def _sync(stack: Stack, name: str, overlap: timedelta = timedelta(minutes=15)) -> SyncReport:
+def _sync(
+    stack: Stack, name: str, overlap: timedelta = timedelta(minutes=15), compare_keys: bool = False
+) -> SyncReport:
     contract = stack.catalog.extension(name)
-    return sync_domain(stack.lake, stack.spokes[name], contract, overlap=overlap)
+    return sync_domain(
+        stack.lake, stack.spokes[name], contract, overlap=overlap, compare_keys=compare_keys
+    )
 
 
 def _hard_delete(spoke: Spoke, *keys: str) -> None:
@@ -58,8 +63,9 @@ def _lake_keys(stack: Stack, name: str) -> set[str]:
     return set(table.read(columns=["customer_id"])["customer_id"].to_pylist())
 
 
-def _tombstones(spoke: Spoke) -> list[str]:
-    return sorted(r["deleted_key"] for r in spoke.db.fetchall(f"SELECT * FROM {TOMBSTONES}"))
+def _tombstones(spoke: Spoke) -> list[str | None]:
+    rows = spoke.db.fetchall(f"SELECT * FROM {TOMBSTONES}")
+    return sorted((r["deleted_key"] for r in rows), key=lambda k: k or "")
 
 
 def _assert_reconciled(stack: Stack, name: str) -> None:
@@ -83,14 +89,16 @@ def test_hard_deletes_come_from_tombstones_without_comparing_keys(local: Stack, 
 
     assert report.hard_deleted == 3 and report.deleted == 4 and not report.keys_compared
     assert _lake_keys(local, name) == set(ids[4:])
+    assert _tombstones(spoke) == []  # forgotten once their deletes were committed
     _assert_reconciled(local, name)
-    # The overlap window reads the same tombstones again: they match nothing, no version is made.
+    # The overlap window reads the soft delete again: it matches nothing, no version is made.
     again = _sync(local, name)
     assert not again.committed and again.version == report.version and again.deleted == 0
-    # ... nor do they stop a merge that inserts (deltalake rejects unmatched source rows there).
-    [new] = _seed(local, name, 1)
+    # A tombstone of a key the lake never held does not stop a merge that inserts.
+    new, brief = _seed(local, name, 2)
+    _hard_delete(spoke, brief)
     inserted = _sync(local, name)
-    assert inserted.upserted == 1 and inserted.deleted == 0
+    assert inserted.upserted == 1 and inserted.deleted == 0 and inserted.hard_deleted == 1
     assert _lake_keys(local, name) == {*ids[4:], new}
 
 
@@ -107,7 +115,7 @@ def test_deleted_and_inserted_again_in_one_window_is_an_update(local: Stack, nam
     _hard_delete(spoke, ids[1])  # and gone again
     report = _sync(local, name)
 
-    assert _tombstones(spoke) == sorted([ids[0], ids[1], ids[1]])
+    assert _tombstones(spoke) == []  # ids[0]'s was read too: its live row decides
     assert report.deleted == 1 and report.hard_deleted == 1 and not report.keys_compared
     assert _lake_keys(local, name) == {ids[0], ids[2]}
     _assert_reconciled(local, name)
@@ -140,23 +148,29 @@ def test_crash_between_extraction_and_commit_keeps_the_tombstones(
 
 
 @by_engine
-def test_tombstones_older_than_the_next_window_are_pruned_after_the_commit(
-    local: Stack, name: str
+def test_only_the_tombstones_read_are_forgotten(
+    local: Stack, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spoke = local.spokes[name]
     ids = _seed(local, name, 4)
     _sync(local, name)
     _hard_delete(spoke, ids[0])
-    time.sleep(0.01)
-    spoke.save_domain(ids[1], VALUES[name] | CHANGED[name])  # moves the watermark past it
-    report = _sync(local, name, overlap=timedelta(0))
-    assert report.deleted == 1 and report.watermark_after is not None
-    assert _tombstones(spoke) == []  # the next sync reads from the new watermark on
+    upsert = LakeTable.upsert
 
-    _hard_delete(spoke, ids[2])
-    kept = _sync(local, name)  # 15 minutes of overlap: this tombstone is still in the window
-    assert kept.deleted == 1 and _tombstones(spoke) == [ids[2]]
-    assert _lake_keys(local, name) == {ids[1], ids[3]}
+    def delete_meanwhile(self: LakeTable, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.name == local.catalog.extension(name).table_name:
+            _hard_delete(spoke, ids[1])  # after the tombstones were read, before the commit
+        return upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(LakeTable, "upsert", delete_meanwhile)
+    report = _sync(local, name, overlap=timedelta(0))
+    monkeypatch.undo()
+    assert report.deleted == 1 and _tombstones(spoke) == [ids[1]]
+
+    following = _sync(local, name, overlap=timedelta(0))
+    assert following.deleted == 1 and _tombstones(spoke) == []
+    assert _lake_keys(local, name) == set(ids[2:])
+    _assert_reconciled(local, name)
 
 
 def _drop_tombstones(spoke: Spoke) -> None:
@@ -183,7 +197,38 @@ def test_without_tombstones_the_key_sets_are_compared(local: Stack, name: str) -
 
 
 @by_engine
-def test_a_delete_the_tombstones_missed_is_found_by_the_count_check(
+def test_tombstones_created_beside_existing_rows_make_the_next_sync_compare_keys(
+    local: Stack, name: str
+) -> None:
+    spoke = local.spokes[name]
+    ids = _seed(local, name, 5)
+    _sync(local, name)
+    _drop_tombstones(spoke)
+    _hard_delete(spoke, *ids[:2])  # no trigger saw these
+    reopened = type(spoke)(spoke.db)  # the schema setup installs the tombstones again
+    assert _tombstones(reopened) == [None]  # the marker: deletes may have gone unrecorded
+
+    report = _sync(local, name)
+    assert report.keys_compared and report.deleted == 2 and report.hard_deleted == 2
+    assert _tombstones(spoke) == [] and not _sync(local, name).keys_compared
+    assert _lake_keys(local, name) == set(ids[2:])
+    _assert_reconciled(local, name)
+
+
+def test_truncate_on_postgres_makes_the_next_sync_compare_keys(local: Stack) -> None:
+    spoke = local.spokes["sales"]
+    _seed(local, "sales", 3)
+    _sync(local, "sales")
+    spoke.db.execute(f"TRUNCATE {spoke.schema.domain_table}")
+    assert _tombstones(spoke) == [None]
+
+    report = _sync(local, "sales")
+    assert report.keys_compared and report.deleted == 3 and _lake_keys(local, "sales") == set()
+    _assert_reconciled(local, "sales")
+
+
+@by_engine
+def test_a_delete_the_triggers_missed_is_reconciled_then_propagated_on_request(
     local: Stack, name: str
 ) -> None:
     spoke = local.spokes[name]
@@ -193,10 +238,13 @@ def test_a_delete_the_tombstones_missed_is_found_by_the_count_check(
     spoke.db.execute(f"DELETE FROM {TOMBSTONES} WHERE deleted_key = ?", (ids[0],))  # lost
 
     report = _sync(local, name)
-    # The tombstone of ids[1] went in the merge; ids[0] was found when the counts disagreed.
-    assert report.keys_compared and report.deleted == 2 and report.hard_deleted == 2
+    assert report.deleted == 1 and not report.keys_compared
+    contract = local.catalog.extension(name)
+    assert reconcile(local.lake, spoke, contract).extra_in_lake == [ids[0]]
+
+    repaired = _sync(local, name, compare_keys=True)
+    assert repaired.keys_compared and repaired.deleted == 1 and repaired.hard_deleted == 1
     assert _lake_keys(local, name) == set(ids[2:])
-    assert not _sync(local, name).keys_compared  # counts agree again
     _assert_reconciled(local, name)
 
 

@@ -119,3 +119,41 @@ def test_reconciliation_fails_with_the_keys_that_differ(
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["differing"].value == changed
+
+
+def test_a_delete_behind_the_triggers_back_is_propagated_with_compare_keys(
+    resources: dict[str, HubspokeResource], stack: Stack
+) -> None:
+    dg.materialize([ingest_identity_events], resources=resources)
+    dg.materialize(DOMAIN_ASSETS, resources=resources, partition_key=NIGHT)
+    sales = stack.spokes["sales"]
+    gone = sorted(sales.domain_versions())[0]
+    s = sales.schema
+    with sales.transaction() as db:  # as with the trigger disabled: no tombstone
+        db.execute(f"DELETE FROM {s.domain_table} WHERE {s.domain_key} = ?", (gone,))
+        db.execute("DELETE FROM hubspoke_tombstone WHERE deleted_key = ?", (gone,))
+    sales_only = [a for a in DOMAIN_ASSETS if a.key == dg.AssetKey("customer_sales_domain")]
+    with_check = dg.AssetSelection.assets("customer_sales_domain") | (
+        dg.AssetSelection.checks_for_assets("customer_sales_domain")
+    )
+
+    nightly = dg.materialize(
+        [*sales_only, *RECONCILIATION_CHECKS],
+        resources=resources,
+        partition_key=NIGHT,
+        selection=with_check,
+    )
+    check = _checks(nightly)["customer_sales_domain:reconciles_with_spoke"]
+    assert not check.passed and check.metadata["extra_in_lake"].value == [gone]
+    assert "compare_keys" in (check.description or "")
+
+    repaired = dg.materialize(
+        [*sales_only, *RECONCILIATION_CHECKS],
+        resources=resources,
+        partition_key=NIGHT,
+        selection=with_check,
+        run_config={"ops": {"customer_sales_domain": {"config": {"compare_keys": True}}}},
+    )
+    meta = _metadata(repaired, "customer_sales_domain")
+    assert meta["keys_compared"] is True and meta["deleted"] == 1
+    assert _checks(repaired)["customer_sales_domain:reconciles_with_spoke"].passed
