@@ -58,11 +58,13 @@ class HardDeletes:
             self._live = pool.submit(lambda: key_hashes(spoke.live_keys()))
         self._lake_rows = lake_rows
 
-    def found(self) -> pa.Array:
-        """The tombstones' keys, and when key sets are compared every lake key the spoke lacks
-        (soft-deleted rows included).
+    def found(self, extracted: pa.Array) -> pa.Array:
+        """The tombstones' keys, and when key sets are compared the lake keys the spoke lacks
+        (soft-deleted rows included) that are not among `extracted`.
 
-        Called after the changes are read: a row they hold that is gone by now is deleted.
+        Called after the changes are read: a row they hold that a tombstone read now says is
+        gone was deleted since. The live keys compared may have been streamed before the changes
+        were read, so there a row the changes hold (`extracted`, the keys of live rows) wins.
         """
         tombstoned = _NONE
         if self._keeps_tombstones:
@@ -75,7 +77,9 @@ class HardDeletes:
         # The lake's side is hashed while the spoke may still be streaming its keys.
         in_lake = lake_key_hashes(self.table.scan().select(pl.col(key).alias("k")))
         live = self._live.result() if self._live else key_hashes(self.spoke.live_keys())
-        return pc.unique(pa.concat_arrays([tombstoned, lake_deletes(in_lake, live)]))
+        lacking = lake_deletes(in_lake, live)
+        lacking = pc.filter(lacking, pc.invert(pc.is_in(lacking, value_set=extracted)))
+        return pc.unique(pa.concat_arrays([tombstoned, lacking]))
 
     def forget(self) -> None:
         """Forget the tombstones read, once the commit holding their deletes is made."""

@@ -42,8 +42,8 @@ class SyncReport:
     upserted: int = 0
     deleted: int = 0
     hard_deleted: int = 0
-    """Keys the spoke hard-deleted found by this sync (a tombstone re-read in the overlap window
-    counts again, though its row already left the lake)."""
+    """Keys the spoke hard-deleted found by this sync, the lake's or not (a row inserted and
+    deleted between two syncs has a tombstone too)."""
     keys_compared: bool = False
     """Whether the key sets were compared: no tombstones, a marker saying they are incomplete,
     or asked for (`compare_keys`)."""
@@ -127,7 +127,10 @@ def _sync(
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
         soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
-        found = hard.found()
+        extracted = pa.concat_arrays(
+            [pa.array([], pa.string()), *(t[key].combine_chunks() for t in ext.good)]
+        )
+        found = hard.found(extracted)
         report.keys_compared = hard.keys_compared
         report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
         deletes = pc.unique(pa.concat_arrays([found, soft]))
@@ -141,7 +144,7 @@ def _sync(
     retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
     if retried is not None:
         good = pa.concat_tables([good, retried])
-    # The deletes were read after the changes: a row read live and gone since is deleted.
+    # Tombstones were read after the changes: a row read live and gone since is deleted.
     good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
 
     good, orphans = _split_known(lake, contract, good)
@@ -331,8 +334,10 @@ def reconcile(lake: Lake, spoke: Spoke, contract: Contract, first: int = 100) ->
             " WHERE key NOT IN (SELECT customer_id FROM held)"
         )
         con.unregister("batch")
+    # A held key's older row may be in the lake: it waits on the quarantine on both sides.
     con.execute(
         f'CREATE TABLE l AS SELECT "{key}" AS key, epoch_us(updated_at) AS stamp FROM lake_rows'
+        f' WHERE "{key}" NOT IN (SELECT customer_id FROM held)'
     )
 
     def keys(sql: str) -> list[str]:

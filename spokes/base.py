@@ -96,10 +96,7 @@ class Spoke(ABC):
                 f" it runs on {', '.join(self.schema.ddl)}"
             )
         self.db.executescript(ddl + self.db.outbox_ddl)
-        new_tombstones = not self.db.has_table(TOMBSTONES)
-        self.db.run_ddl(self.db.tombstone_ddl(self.schema.domain_table, self.schema.domain_key))
-        if new_tombstones:  # rows deleted before the trigger existed left no tombstone
-            self.db.mark_tombstones_incomplete()
+        self.db.install_tombstones(self.schema.domain_table, self.schema.domain_key)
 
     def close(self) -> None:
         """Close the local database."""
@@ -395,13 +392,6 @@ class Spoke(ABC):
     def forget_tombstones(self, tombstones: Tombstones) -> None:
         """Delete the tombstones a sync read, once their deletes are in the lake."""
         self.db.forget_tombstones(tombstones.seqs)
-
-    def live_count(self) -> int:
-        """How many live domain rows the spoke holds."""
-        s = self.schema
-        sql = f"SELECT count(*) AS n FROM {s.domain_table} WHERE NOT ({s.domain_deleted})"
-        [batch] = stream_batches(self.db, sql)
-        return int(batch.column("n")[0].as_py())
 
     def version_batches(self, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """(key, updated_at) of every live domain row, as Arrow batches (for reconciliation)."""

@@ -12,7 +12,8 @@ The table is a queue: the sync reads every tombstone there and forgets exactly t
 once their deletes are committed to the lake, so a tombstone committed late is read by the next
 sync, however late. A row with a NULL key says the tombstones may be incomplete (the table was
 just created beside existing rows, or, on PostgreSQL, TRUNCATE emptied the domain table): the
-sync then compares key sets once.
+sync then compares key sets once. A spoke database holds one domain table: its sync reads and
+forgets every tombstone there.
 
 Outbox order: the relay reads the outbox by `seq`. On SQLite a write transaction holds the
 database's write lock from BEGIN IMMEDIATE to COMMIT, so `seq` order is commit order. On
@@ -59,8 +60,8 @@ class Database:
     outbox_ddl: ClassVar[str]
     """The outbox table: events written in the same transaction as the local change."""
     begin: ClassVar[str] = "BEGIN"
-    _has_table: ClassVar[str]
-    """Query with one `?` for a table name, answering a row when the table exists."""
+    _columns: ClassVar[str]
+    """Query with one `?` for a table name, answering `name` and `nullable` per column."""
 
     def __init__(self, connection: Any) -> None:
         # psycopg, pymysql and sqlite3 connections all speak DB-API cursors returning dict rows.
@@ -147,22 +148,36 @@ class Database:
         """Delete the tombstones numbered `seqs` (those a sync read and committed)."""
         # By primary key: a range DELETE would wait on MariaDB for a transaction deleting domain
         # rows right now (InnoDB locks every row a DELETE evaluates, the uncommitted tombstone too).
-        for i in range(0, len(seqs), 1000):
-            chunk = list(seqs[i : i + 1000])
+        for i in range(0, len(seqs), 500):  # under SQLite's old limit of 999 parameters
+            chunk = list(seqs[i : i + 500])
             self.execute(
                 f"DELETE FROM {TOMBSTONES} WHERE seq IN ({','.join('?' * len(chunk))})", chunk
             )
 
-    def mark_tombstones_incomplete(self) -> None:
-        """Record that deletes may have gone unrecorded: the next sync compares key sets."""
-        self.execute(
-            f"INSERT INTO {TOMBSTONES} (deleted_key, deleted_us) VALUES (NULL, ?)",
-            (time.time_ns() // 1000,),
-        )
-
     def has_table(self, name: str) -> bool:
         """Whether a table of that name exists in this database."""
-        return self.fetchone(self._has_table, (name,)) is not None
+        return bool(self.columns(name))
+
+    def columns(self, table: str) -> dict[str, bool]:
+        """The columns of `table` and whether each takes NULL (empty when there is no such table)."""
+        return {r["name"]: bool(r["nullable"]) for r in self.fetchall(self._columns, (table,))}
+
+    def install_tombstones(self, table: str, key: str) -> None:
+        """Create the tombstone table and `table`'s triggers; a new table gets the marker.
+
+        A table of an earlier shape (no `seq`, keys NOT NULL) is replaced: the marker covers
+        whatever it held unread, as it covers deletes made before the trigger existed.
+        """
+        found = self.columns(TOMBSTONES)
+        statements = self.tombstone_ddl(table, key)
+        if not (found.get("deleted_key") and "seq" in found):
+            statements = [
+                *([f"DROP TABLE {TOMBSTONES}"] if found else []),
+                *statements,
+                f"INSERT INTO {TOMBSTONES} (deleted_key, deleted_us)"
+                f" VALUES (NULL, {time.time_ns() // 1000})",
+            ]
+        self.run_ddl(statements)
 
     def upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
         """Insert `row` into `table`, or update every other column where `key` already exists."""
@@ -214,7 +229,7 @@ class SqliteDatabase(Database):
         WHERE published_at IS NULL;
     """
 
-    _has_table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    _columns = 'SELECT name, "notnull" = 0 AS nullable FROM pragma_table_info(?)'
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,9 +249,12 @@ class SqliteDatabase(Database):
         return sql
 
     def tombstone_ddl(self, table: str, key: str) -> list[str]:
-        """The tombstone table and a row trigger (julianday('now') has millisecond precision)."""
+        """The tombstone table and a row trigger."""
+        # AUTOINCREMENT: a forgotten number is never drawn again for a tombstone not yet read.
         return [
-            _TOMBSTONE_TABLE.format(seq="INTEGER PRIMARY KEY", key_type="TEXT", extra=""),
+            _TOMBSTONE_TABLE.format(
+                seq="INTEGER PRIMARY KEY AUTOINCREMENT", key_type="TEXT", extra=""
+            ),
             f"CREATE TRIGGER IF NOT EXISTS hubspoke_tombstone_{table} AFTER DELETE ON {table}"
             f" BEGIN INSERT INTO hubspoke_tombstone (deleted_key, deleted_us) VALUES (OLD.{key},"
             " CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)); END",
@@ -264,8 +282,8 @@ class PostgresDatabase(Database):
         WHERE published_at IS NULL;
     """
     _DDL_LOCK = 0x6875627370  # advisory lock key for schema creation ("hubsp")
-    _has_table = (
-        "SELECT 1 FROM information_schema.tables"
+    _columns = (
+        "SELECT column_name AS name, is_nullable = 'YES' AS nullable FROM information_schema.columns"
         " WHERE table_schema = current_schema() AND table_name = ?"
     )
 
@@ -353,8 +371,9 @@ class MariaDatabase(Database):
         INDEX hubspoke_outbox_unpublished (published_at, seq)
     ) ENGINE=InnoDB;
     """
-    _has_table = (
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+    _columns = (
+        "SELECT column_name AS name, is_nullable = 'YES' AS nullable FROM information_schema.columns"
+        " WHERE table_schema = DATABASE() AND table_name = ?"
     )
 
     def __init__(self, url: str, database: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""LakeTable.upsert: deletes of keys the table lacks are ignored, a merge that changes nothing
+"""LakeTable.upsert: deletes of keys the table lacks are ignored (listed in the merge, or looked up
+when there are many), a key both upserted and deleted is upserted, a merge that changes nothing
 writes no version, and a writer's progress is committed all the same."""
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from hubspoke import lake
 from hubspoke.lake import LakeTable, Progress
 from lake_schema import load_catalog
 
@@ -38,11 +41,40 @@ def _table(tmp_path: Path) -> LakeTable:
     return table
 
 
-def test_deleting_a_key_the_table_lacks_beside_real_changes(tmp_path: Path) -> None:
+def _keys(table: LakeTable) -> list[str]:
+    return sorted(table.read(columns=["customer_id"])["customer_id"].to_pylist())
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "looked-up"])
+def test_deleting_a_key_the_table_lacks_beside_real_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: bool
+) -> None:
+    if not listed:  # as when there are more delete keys than the merge predicate lists
+        monkeypatch.setattr(lake, "_LISTED_DELETES", 1)
     table = _table(tmp_path)
     metrics = table.upsert(_rows("c"), delete_keys=["b", "missing"])
     assert metrics["num_target_rows_deleted"] == 1 and metrics["version"] == table.version()
-    assert sorted(table.read(columns=["customer_id"])["customer_id"].to_pylist()) == ["a", "c"]
+    assert _keys(table) == ["a", "c"]
+    changes = pa.table(table.delta().load_cdf(starting_version=metrics["version"]).read_all())
+    kinds = zip(
+        changes["customer_id"].to_pylist(), changes["_change_type"].to_pylist(), strict=True
+    )
+    assert sorted(kinds) == [("b", "delete"), ("c", "insert")]
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "looked-up"])
+def test_deletes_alone_and_a_key_both_upserted_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: bool
+) -> None:
+    if not listed:
+        monkeypatch.setattr(lake, "_LISTED_DELETES", 1)
+    table = _table(tmp_path)
+    table.upsert(_rows("it's"))
+    gone = table.upsert(_rows(), delete_keys=["it's", "missing"])  # a key SQL must quote
+    assert gone["num_target_rows_deleted"] == 1 and _keys(table) == ["a", "b"]
+    both = table.upsert(_rows("b"), delete_keys=["a", "b"])
+    assert both["num_target_rows_deleted"] == 1 and both["num_target_rows_updated"] == 1
+    assert _keys(table) == ["b"]
 
 
 def test_a_merge_that_changes_nothing_writes_no_version(tmp_path: Path) -> None:
