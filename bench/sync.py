@@ -81,6 +81,8 @@ def load(work: Path, db: str, rows: int) -> dict[str, Any]:
     mark = pc.max(mapped["updated_at"]).as_py()
     lake.table(contract).append(mapped, Progress(watermark_app(contract), to_micros(mark)))
     _identities(lake, mapped["customer_id"])
+    # This load stands for the first sync: the new tombstone table's marker is read with it.
+    spoke.forget_tombstones(spoke.read_tombstones())
     spoke.close()
     return {"rows": mapped.num_rows}
 
