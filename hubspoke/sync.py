@@ -120,34 +120,34 @@ def _sync(
     report.watermark_before = before = watermark(lake, contract)
 
     since = before - overlap if before is not None else None
-    with ThreadPoolExecutor(1) as pool:
+    held = quarantine.read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)[
+        "customer_id"
+    ]
+    with ThreadPoolExecutor(2) as pool:
         hard = HardDeletes(
             spoke, table, pool, lake_rows=table.count_fast(), compare_keys=compare_keys
         )
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
         soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
-        extracted = pa.concat_arrays(
-            [pa.array([], pa.string()), *(t[key].combine_chunks() for t in ext.good)]
-        )
-        found = hard.found(extracted)
+        good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
+        changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
+        retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
+        retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
+        if retried is not None:
+            good = pa.concat_tables([good, retried])
+
+        # The hub's identities are looked up while the spoke's tombstones are read.
+        known = pool.submit(_split_known, lake, contract, good)
+        found = hard.found(good[key].combine_chunks())
         report.keys_compared = hard.keys_compared
         report.hard_deleted = len(pc.filter(found, pc.invert(pc.is_in(found, value_set=soft))))
         deletes = pc.unique(pa.concat_arrays([found, soft]))
+        good, orphans = known.result()
 
-    held = quarantine.read(columns=["customer_id"], where=pl.col("domain") == contract.table_name)[
-        "customer_id"
-    ]
-    good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
-    changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
-    retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
-    retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
-    if retried is not None:
-        good = pa.concat_tables([good, retried])
     # Tombstones were read after the changes: a row read live and gone since is deleted.
     good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
-
-    good, orphans = _split_known(lake, contract, good)
+    orphans = orphans.filter(pc.invert(pc.is_in(orphans[key], value_set=deletes)))
     for row in orphans.to_pylist():
         ext.bad.append(
             _held(contract, row, f"no live {contract.entity} identity {row[key]!r} in the hub yet")
