@@ -2,7 +2,9 @@
 
 Builds an N-row sales domain table in PostgreSQL and in the lake, changes 1% of it (1% updates,
 0.2% inserts, 0.02% hard deletes: 50,000 / 10,000 / 1,000 at 5M) and times, each contender in a
-subprocess of its own (honest peak RSS), on copies of the same lake:
+subprocess of its own (honest peak RSS), on copies of the same lake and the same spoke
+tombstones, in turn `--repeat` times (a noisy minute then hits every contender); the seconds
+reported are each contender's median, the peak RSS its highest:
 
 - sync: `hubspoke.sync.sync_domain` end to end (extract, check, identities, deletes, merge);
 - raw_merge: the deltalake merge of exactly the changed rows, already in Arrow (the floor);
@@ -11,7 +13,7 @@ subprocess of its own (honest peak RSS), on copies of the same lake:
   filesystem destination with merge. dlt cannot propagate hard deletes; it is timed anyway.
 
     python -m bench.sync [--scale N] [--scales 1000000,5000000] [--full-scales] [--json PATH]
-                         [--skip-dlt]
+                         [--skip-dlt] [--repeat 3]
 
 `scale` (rows -> sync seconds) and `scale_peak_rss_mb` cover every row count of `--scales`;
 with `--full-scales` every contender runs at each of them and `scale_detail` holds their table.
@@ -45,7 +47,7 @@ from hubspoke.sync import watermark_app
 from hubspoke.timestamps import to_micros
 from lake_schema import load_catalog
 from spokes.arrow_stream import stream_batches
-from spokes.databases import PostgresDatabase
+from spokes.databases import TOMBSTONES, PostgresDatabase
 from spokes.sales import SalesSpoke
 
 # A quarter second apart: 20M rows end 58 days after the start, before the changes' clock time.
@@ -307,8 +309,10 @@ def _lake_copy(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
-def measure(rows: int, root: Path, full: bool, with_dlt: bool) -> dict[str, Any]:
-    """Set up `rows`, change 1%, run the contenders; returns name -> child result."""
+def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> dict[str, Any]:
+    """Set up `rows`, change 1%, run the contenders in turn `repeat` times (each from the same
+    state); returns name -> the run of median seconds, with every run's seconds in `runs_s` and
+    the highest peak RSS of them."""
     db = f"hubspoke_bench_{os.getpid()}_{rows}"
     work, base = root / str(rows), root / f"{rows}_base"
     work.mkdir(parents=True)
@@ -316,17 +320,37 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool) -> dict[str, Any]
     try:
         PostgresDatabase.drop(Settings().postgres_url, db)
         results["load"] = _child("load", work, db, rows)
-        if with_dlt:
+        if with_dlt and full:
             results["dlt_initial"] = _child("dlt", work, db)  # dlt's own full load, untimed
         results["change"] = _child("change", work, db, rows)
-        shutil.copytree(work / "lake", base / "lake")
-        results["sync"] = _child("sync", work, db)
+        for state in ("lake", "dlt_state", "dlt_lake"):
+            if (work / state).exists():
+                shutil.copytree(work / state, base / state)
+        spoke = _spoke(db)
+        tombstones = spoke.db.fetchall(f"SELECT deleted_key, deleted_us FROM {TOMBSTONES}")
+        contenders = ["sync"]
         if full:
-            for run in ("raw_merge", "polars_rewrite"):
-                _lake_copy(base / "lake", work / "lake")
-                results[run] = _child(run, work, db)
-            if with_dlt:
-                results["dlt"] = _child("dlt", work, db)
+            contenders += ["raw_merge", "polars_rewrite", *(["dlt"] if with_dlt else [])]
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+        for _ in range(repeat if full else 1):
+            for name in contenders:  # in turn, so a noisy minute hits every contender
+                for state in ("lake", "dlt_state", "dlt_lake"):
+                    if (base / state).exists():
+                        _lake_copy(base / state, work / state)
+                with spoke.transaction() as tx:  # the sync forgets the tombstones it read
+                    tx.execute(f"DELETE FROM {TOMBSTONES}")
+                    tx.executemany(
+                        f"INSERT INTO {TOMBSTONES} (deleted_key, deleted_us) VALUES (?, ?)",
+                        [(t["deleted_key"], t["deleted_us"]) for t in tombstones],
+                    )
+                runs[name].append(_child(name, work, db))
+        spoke.close()
+        for name, done in runs.items():
+            ordered = sorted(done, key=lambda r: r["seconds"])
+            results[name] = ordered[len(ordered) // 2] | {
+                "runs_s": [round(r["seconds"], 3) for r in done],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in done),
+            }
     finally:
         PostgresDatabase.drop(Settings().postgres_url, db)
         shutil.rmtree(work, ignore_errors=True)
@@ -349,6 +373,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "dlt_peak_rss_mb": round(dlt["peak_rss_mb"], 1) if dlt else None,
         "sync_vs_raw_merge": round(sync["seconds"] / floor, 2),
         "dlt_vs_sync": round(dlt["seconds"] / sync["seconds"], 2) if dlt else None,
+        "sync_runs_s": sync["runs_s"],
+        "raw_merge_runs_s": results["raw_merge"]["runs_s"],
+        "dlt_runs_s": dlt["runs_s"] if dlt else None,
     }
 
 
@@ -371,6 +398,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out")
     parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each contender at a fully timed row count"
+    )
+    parser.add_argument(
         "--full-scales", action="store_true", help="time every contender at each of --scales"
     )
     parser.add_argument("--child", choices=[*RUNS, "load", "change"], help=argparse.SUPPRESS)
@@ -386,12 +416,20 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hubspoke-bench-sync-"))
     with_dlt = not args.skip_dlt
     try:
-        full = measure(args.scale, root, full=True, with_dlt=with_dlt)
+        if args.repeat < 1:
+            parser.error(f"--repeat must be at least 1, got {args.repeat}")
+        full = measure(args.scale, root, full=True, with_dlt=with_dlt, repeat=args.repeat)
         scales = [int(x) for x in args.scales.split(",") if x.strip()] or [args.scale]
         runs = {
             str(n): full
             if n == args.scale
-            else measure(n, root, full=args.full_scales, with_dlt=with_dlt and args.full_scales)
+            else measure(
+                n,
+                root,
+                full=args.full_scales,
+                with_dlt=with_dlt and args.full_scales,
+                repeat=args.repeat,
+            )
             for n in scales
         }
     finally:
@@ -408,7 +446,7 @@ def main() -> None:
         out["scale_detail"] = {n: summary(r) for n, r in runs.items()}
     floor = full["raw_merge"]["seconds"]
     table = Table(title=f"Nightly sync of {args.scale:,} rows, 1% changed")
-    for col in ("contender", "seconds", "x raw merge", "peak RSS MB"):
+    for col in ("contender", "seconds (median)", "x raw merge", "peak RSS MB", "runs (s)"):
         table.add_column(col, justify="left" if col == "contender" else "right")
     for name in ("sync", "raw_merge", "polars_rewrite", "dlt"):
         if name in full:
@@ -418,6 +456,7 @@ def main() -> None:
                 f"{r['seconds']:.2f}",
                 f"{r['seconds'] / floor:.2f}",
                 f"{r['peak_rss_mb']:.0f}",
+                ", ".join(f"{x:.2f}" for x in r["runs_s"]),
             )
     console.print(table)
     console.print({"scale (rows -> sync s)": out["scale"], "sync result": full["sync"]})

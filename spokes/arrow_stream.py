@@ -38,15 +38,10 @@ def stream_batches(
 def _adbc_batches(
     db: PostgresDatabase, sql: str, params: Sequence[Any], batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    import adbc_driver_postgresql.dbapi as adbc
-
     numbered = sql
     for i in range(1, len(params) + 1):  # ADBC binds PostgreSQL's own $n placeholders
         numbered = numbered.replace("?", f"${i}", 1)
-    with adbc.connect(db.conninfo) as con, con.cursor() as cursor:
-        # The row estimates of key-range joins are huge, so PostgreSQL would JIT-compile them:
-        # ~100 ms of compiling for a query that runs in less.
-        cursor.execute("SET jit = off")
+    with db.arrow_connection() as con, con.cursor() as cursor:
         # One batch is about this many bytes: ~100 bytes a row keeps it near `batch_rows`.
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(batch_rows * 100)}

@@ -289,6 +289,37 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, **overrides: Any) -> None:
         super().__init__(psycopg.connect(url, autocommit=True, row_factory=dict_row, **overrides))
+        self._arrow_idle: list[Any] = []
+
+    def close(self) -> None:
+        """Close the connection and the idle Arrow connections."""
+        while self._arrow_idle:
+            self._arrow_idle.pop().close()
+        super().close()
+
+    @contextmanager
+    def arrow_connection(self) -> Iterator[Any]:
+        """An ADBC connection of this database's own, kept for the next stream when it is done.
+
+        Connecting costs ~40 ms, a fifth of a small nightly sync. Each thread streaming at once
+        gets a connection to itself; autocommit, so an idle one holds no snapshot or lock.
+        """
+        import adbc_driver_postgresql.dbapi as adbc
+
+        try:
+            con = self._arrow_idle.pop()
+        except IndexError:
+            con = adbc.connect(self.conninfo, autocommit=True)
+            with con.cursor() as cursor:
+                # The row estimates of key-range joins are huge, so PostgreSQL would JIT-compile
+                # them: ~100 ms of compiling for a query that runs in less.
+                cursor.execute("SET jit = off")
+        try:
+            yield con
+        except BaseException:
+            con.close()  # a stream left half read, or a broken connection
+            raise
+        self._arrow_idle.append(con)
 
     @property
     def conninfo(self) -> str:
