@@ -74,10 +74,12 @@ class HardDeletes:
         if not self.keys_compared:
             return tombstoned
         key = self.table.contract.key_fields[0]
+        lake_keys = self.table.scan().select(pl.col(key).alias("k"))
         # The lake's side is hashed while the spoke may still be streaming its keys.
-        in_lake = lake_key_hashes(self.table.scan().select(pl.col(key).alias("k")))
+        in_lake = lake_key_hashes(lake_keys)
         live = self._live.result() if self._live else key_hashes(self.spoke.live_keys())
-        lacking = lake_deletes(in_lake, live)
+        self._live = None  # the hashes are not kept through the merge
+        lacking = lake_deletes(lake_keys, in_lake, live)
         lacking = pc.filter(lacking, pc.invert(pc.is_in(lacking, value_set=extracted)))
         return pc.unique(pa.concat_arrays([tombstoned, lacking]))
 
