@@ -177,22 +177,23 @@ _UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z"}
 
 def rows_of(table: pa.Table) -> list[Row]:
     """The rows of `table` as dicts, as `to_pylist` gives them, UTC timestamps built faster."""
-    utc = [f.name for f in table.schema if _is_utc(f.type)]
-    if not utc:
-        return table.to_pylist()
-    # Cast to naive, the values stay the UTC instants they are; pyarrow then skips zoneinfo
-    # (~4 us a value), and tagging them UTC in Python costs a tenth of that.
-    naive = table.cast(
-        pa.schema(
-            [f.with_type(pa.timestamp(f.type.unit)) if f.name in utc else f for f in table.schema]
-        )
-    )
-    rows = naive.to_pylist()
-    for row in rows:
-        for name in utc:
-            if (value := row[name]) is not None:
-                row[name] = value.replace(tzinfo=UTC)
-    return rows
+    # Column by column: a page of 100 joined rows with five UTC timestamps took 3.0 ms through
+    # to_pylist (zoneinfo, ~5 us a timestamp) and takes 0.7 ms so.
+    columns = [_values(column) for column in table.columns]
+    names = table.column_names
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """The Python values of `column`; UTC microsecond timestamps as the epoch plus the micros,
+    the same instants with the same isoformat as pyarrow's, without zoneinfo."""
+    if _is_utc(column.type) and column.type.unit == "us":
+        micros = column.cast(pa.int64()).to_pylist()
+        return [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
+    if _is_utc(column.type):
+        naive = column.cast(pa.timestamp(column.type.unit)).to_pylist()
+        return [None if v is None else v.replace(tzinfo=UTC) for v in naive]
+    return column.to_pylist()
 
 
 def _is_utc(kind: pa.DataType) -> bool:
