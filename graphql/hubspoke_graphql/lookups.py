@@ -147,15 +147,16 @@ class PageRoot:
 
     def answer(self, page: Page, access: Access) -> dict[str, Any]:
         """The selection's values of a loaded page."""
-        rows = list(zip(page.rows, page.cursors, strict=True))
         values: dict[str, Any] = {}
         for key, kind, detail in self.items:
             if kind == "typename":
                 values[key] = detail
             elif kind == "nodes":
-                values[key] = [detail.answer(row, access) for row, _ in rows]
+                values[key] = [detail.answer(row, access) for row in page.rows]
             elif kind == "edges":
-                values[key] = [_edge(detail, row, cursor, access) for row, cursor in rows]
+                values[key] = [
+                    _edge(detail, row, page.cursors, i, access) for i, row in enumerate(page.rows)
+                ]
             else:
                 values[key] = {
                     k: name if what == "typename" else getattr(page.page_info, name)
@@ -164,13 +165,13 @@ class PageRoot:
         return values
 
 
-def _edge(items: Items, row: Row, cursor: str, access: Access) -> dict[str, Any]:
+def _edge(items: Items, row: Row, cursors: Sequence[str], i: int, access: Access) -> dict[str, Any]:
     edge: dict[str, Any] = {}
     for key, kind, detail in items:
         if kind == "typename":
             edge[key] = detail
         elif kind == "cursor":
-            edge[key] = cursor
+            edge[key] = cursors[i]
         else:
             edge[key] = detail.answer(row, access)
     return edge

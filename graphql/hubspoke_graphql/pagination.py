@@ -41,6 +41,22 @@ def encode_cursor(entity: str, order: Sequence[SortKey], row: dict[str, Any]) ->
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
+class Cursors(Sequence[str]):
+    """The cursors of a page's rows, each encoded when it is read: most queries ask for the
+    end cursor only (100 cursors cost ~0.5 ms a page)."""
+
+    def __init__(
+        self, entity: str, order: Sequence[SortKey], rows: Sequence[dict[str, Any]]
+    ) -> None:
+        self._entity, self._order, self._rows = entity, order, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return encode_cursor(self._entity, self._order, self._rows[index])
+
+
 def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: str) -> list[Any]:
     """The sort values inside a cursor made by `encode_cursor` for this order; InputError otherwise."""
     refused = InputError(

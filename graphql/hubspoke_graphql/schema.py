@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: resolver annotations name classes made at run time.
 import asyncio
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -33,7 +33,7 @@ from hubspoke_graphql.limits import (
     is_client_error,
     schema_extensions,
 )
-from hubspoke_graphql.pagination import Edge, PageInfo, encode_cursor, window
+from hubspoke_graphql.pagination import Cursors, Edge, PageInfo, window
 from hubspoke_graphql.types import ObjectType, entity_type, extension_type
 from lake_schema import Catalog, Contract, load_catalog
 
@@ -111,7 +111,7 @@ class Page:
     """The rows of one page of a connection, their cursors, and where the page stands."""
 
     rows: list[dict[str, Any]]
-    cursors: list[str]
+    cursors: Sequence[str]
     page_info: PageInfo
     selection: reads.Selection
     view: Any
@@ -335,7 +335,7 @@ def entity_queries(
         more = len(rows) > win.limit
         if more:
             rows = rows[1:] if win.backwards else rows[: win.limit]
-        cursors = [encode_cursor(name, selection.order, row) for row in rows]
+        cursors = Cursors(name, selection.order, rows)
         page_info = PageInfo(
             has_next_page=win.before is not None if win.backwards else more,
             has_previous_page=more if win.backwards else (win.after is not None or win.offset > 0),
