@@ -304,9 +304,16 @@ def _child(run: str, work: Path, db: str, rows: int = 0) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _lake_copy(src: Path, dst: Path) -> None:
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+_STATE = ("lake", "dlt_state", "dlt_lake")
+"""What a contender's run changes on disk under a work folder (dlt's only once it has run)."""
+
+
+def _copy_state(src: Path, dst: Path) -> None:
+    """Make `dst`'s run state that of `src` (what `src` holds of `_STATE`)."""
+    for name in _STATE:
+        if (src / name).exists():
+            shutil.rmtree(dst / name, ignore_errors=True)
+            shutil.copytree(src / name, dst / name)
 
 
 def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> dict[str, Any]:
@@ -323,9 +330,7 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> d
         if with_dlt and full:
             results["dlt_initial"] = _child("dlt", work, db)  # dlt's own full load, untimed
         results["change"] = _child("change", work, db, rows)
-        for state in ("lake", "dlt_state", "dlt_lake"):
-            if (work / state).exists():
-                shutil.copytree(work / state, base / state)
+        _copy_state(work, base)
         spoke = _spoke(db)
         tombstones = spoke.db.fetchall(f"SELECT deleted_key, deleted_us FROM {TOMBSTONES}")
         contenders = ["sync"]
@@ -334,9 +339,7 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> d
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
         for _ in range(repeat if full else 1):
             for name in contenders:  # in turn, so a noisy minute hits every contender
-                for state in ("lake", "dlt_state", "dlt_lake"):
-                    if (base / state).exists():
-                        _lake_copy(base / state, work / state)
+                _copy_state(base, work)
                 with spoke.transaction() as tx:  # the sync forgets the tombstones it read
                     tx.execute(f"DELETE FROM {TOMBSTONES}")
                     tx.executemany(

@@ -50,13 +50,13 @@ class HardDeletes:
         self.table = table
         self.tombstones: Tombstones | None = None
         self._keeps_tombstones = spoke.keeps_tombstones()
-        self.keys_compared = lake_rows > 0 and (compare_keys or not self._keeps_tombstones)
+        self._lake_has_rows = lake_rows > 0  # an empty lake has nothing to delete
+        self.keys_compared = self._lake_has_rows and (compare_keys or not self._keeps_tombstones)
         self._live: Future[pl.Series] | None = None
         if self.keys_compared and spoke.db.engine == "postgres":
             # A server spoke streams its live keys on a thread while the changes stream in; a
             # SQLite or pymysql connection must not be shared between threads.
             self._live = pool.submit(lambda: key_hashes(spoke.live_keys()))
-        self._lake_rows = lake_rows
 
     def found(self, extracted: pa.Array) -> pa.Array:
         """The tombstones' keys, and when key sets are compared the lake keys the spoke lacks
@@ -70,7 +70,7 @@ class HardDeletes:
         if self._keeps_tombstones:
             self.tombstones = self.spoke.read_tombstones()
             tombstoned = self.tombstones.deleted
-            self.keys_compared |= self._lake_rows > 0 and not self.tombstones.complete
+            self.keys_compared |= self._lake_has_rows and not self.tombstones.complete
         if not self.keys_compared:
             return tombstoned
         key = self.table.contract.key_fields[0]

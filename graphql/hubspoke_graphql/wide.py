@@ -188,8 +188,7 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
     """The Python values of `column`; UTC microsecond timestamps as the epoch plus the micros,
     the same instants with the same isoformat as pyarrow's, without zoneinfo."""
     if _is_utc(column.type) and column.type.unit == "us":
-        micros = column.cast(pa.int64()).to_pylist()
-        return [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
+        return [_utc_from_micros(m) for m in column.cast(pa.int64()).to_pylist()]
     if _is_utc(column.type):
         naive = column.cast(pa.timestamp(column.type.unit)).to_pylist()
         return [None if v is None else v.replace(tzinfo=UTC) for v in naive]
@@ -208,9 +207,10 @@ def _reader(column: pa.ChunkedArray) -> Callable[[int], Any]:
         # stored microseconds is the same instant, with the same isoformat, several times faster.
         micros = column.cast(pa.int64())
 
-        def read_timestamp(position: int) -> datetime | None:
-            value = micros[position].as_py()
-            return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-        return read_timestamp
+        return lambda position: _utc_from_micros(micros[position].as_py())
     return lambda position: column[position].as_py()
+
+
+def _utc_from_micros(micros: int | None) -> datetime | None:
+    """The UTC instant `micros` after the epoch, as pyarrow would give it (isoformat alike)."""
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
