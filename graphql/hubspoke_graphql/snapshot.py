@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -30,7 +31,7 @@ from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
 from hubspoke.resolve import APPLIED, State
 from hubspoke_graphql import wide
-from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
+from hubspoke_graphql.limits import QUERY_THREADS, REFRESH_INTERVAL_S, VIEW_CURSORS
 from hubspoke_graphql.wide import quote
 from lake_schema import Contract
 
@@ -209,7 +210,7 @@ class Snapshot:
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
         self._lock = threading.Lock()
-        self._con = duckdb.connect(":memory:")
+        self._con = duckdb.connect(":memory:", config={"threads": QUERY_THREADS})
         self._con.execute("SET TimeZone = 'UTC'")
         self._writer = self._con.cursor()
         self._view: View | None = None
@@ -316,13 +317,14 @@ class Snapshot:
         reloaded = {t.name for t in reload_ext} | {f.table.name for f in reload_ids}
         self._writer.begin()
         try:
-            for table in reload_ext:
-                self._load(table, ext_versions[table.name])
-            for f in reload_ids:
-                self._load(f.table, identity_state[f.table.name][0])
-            if behind and log_dt is not None:
-                self._follow_log(behind, starts, log_dt, reloaded)
-            indexes, identity_behind, sorted_rows = self._join(reloaded)
+            with self._every_core(bool(reloaded)):
+                for table in reload_ext:
+                    self._load(table, ext_versions[table.name])
+                for f in reload_ids:
+                    self._load(f.table, identity_state[f.table.name][0])
+                if behind and log_dt is not None:
+                    self._follow_log(behind, starts, log_dt, reloaded)
+                indexes, identity_behind, sorted_rows = self._join(reloaded)
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
@@ -341,6 +343,18 @@ class Snapshot:
             f.applied = max(starts[f.table.name], logged)
             f.loaded = True
         return True
+
+    @contextmanager
+    def _every_core(self, full_load: bool) -> Iterator[None]:
+        """DuckDB on every core while a full load and join runs; one thread a query otherwise."""
+        if not full_load:
+            yield
+            return
+        self._con.execute(f"SET threads = {os.cpu_count() or 1}")
+        try:
+            yield
+        finally:
+            self._con.execute(f"SET threads = {QUERY_THREADS}")
 
     def _join(
         self, reloaded: set[str]
