@@ -60,16 +60,16 @@ class View:
         hooks: Sequence[QueryHook],
         pin_table: str,
         indexes: Mapping[str, wide.RowIndex] | None = None,
-        sorted_rows: Mapping[str, int] | None = None,
+        key_order: Mapping[str, wide.KeyOrder] | None = None,
     ) -> None:
         self.serial = next(_SERIALS)
         """Unique per view in this process: answers cached for a view are keyed by it."""
         self.versions = dict(versions)
         self.indexes = dict(indexes or {})
         """Identity table name -> in-memory index of its joined rows (live views only)."""
-        self.sorted_rows = dict(sorted_rows or {})
-        """Joined table name -> rowid below which its rows lie in key order, as built; rows
-        changed since sit at or above it."""
+        self.key_order = dict(key_order or {})
+        """Joined table name -> the rows that lie in key order by rowid, and whether rows
+        changed since sit after them."""
         self._hooks = hooks
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
@@ -197,8 +197,8 @@ class Snapshot:
         self._contracts = {c.table_name: c for c in contracts}
         self._upserted: dict[str, dict[str, State]] = defaultdict(dict)
         """Identity states written by the refresh in progress, by table and key."""
-        self._sorted_rows: dict[str, int] = {}
-        """Joined table name -> rows it held in key order when last built (see View)."""
+        self._key_order: dict[str, wide.KeyOrder] = {}
+        """Joined table name -> its rows in key order since last built (see View)."""
         self._identity_behind: set[str] = set()
         """Identity tables whose DuckDB copy lacks changes their joined table holds."""
         self._joined_before: dict[str, dict[str, wide.Row]] = {}
@@ -259,7 +259,7 @@ class Snapshot:
                         self.query_hooks,
                         self._pin_table,
                         self._indexes,
-                        self._sorted_rows,
+                        self._key_order,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started
@@ -324,7 +324,7 @@ class Snapshot:
                     self._load(f.table, identity_state[f.table.name][0])
                 if behind and log_dt is not None:
                     self._follow_log(behind, starts, log_dt, reloaded)
-                indexes, identity_behind, sorted_rows = self._join(reloaded)
+                indexes, identity_behind, key_order = self._join(reloaded)
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
@@ -335,7 +335,7 @@ class Snapshot:
         # Only after the commit: a failed refresh leaves the bookkeeping matching the tables.
         self._indexes |= indexes
         self._identity_behind = identity_behind
-        self._sorted_rows |= sorted_rows
+        self._key_order |= key_order
         self._ext_versions = ext_versions
         self._log_version = log_version
         for f in self._followed:
@@ -358,15 +358,15 @@ class Snapshot:
 
     def _join(
         self, reloaded: set[str]
-    ) -> tuple[dict[str, wide.RowIndex], set[str], dict[str, int]]:
+    ) -> tuple[dict[str, wide.RowIndex], set[str], dict[str, wide.KeyOrder]]:
         """Bring each entity's joined table and row index up to its identity and extensions.
 
         Returns the indexes, the identity tables whose DuckDB copy the joined table is now
         ahead of (the log's changes go straight into the joined rows, and the identity copy is
-        caught up from them only when a full join needs it), and the rows of each joined table
-        built anew, in key order.
+        caught up from them only when a full join needs it), and the key order of each joined
+        table built anew or changed.
         """
-        indexes, behind, sorted_rows = {}, set(self._identity_behind), {}
+        indexes, behind, key_order = {}, set(self._identity_behind), {}
         for identity_name, extensions in self._entities.items():
             identity = self._contracts[identity_name]
             key = identity.key_fields[0]
@@ -379,7 +379,8 @@ class Snapshot:
                     self._write_identity(identity, list(changed.values()))
                 for sql in wide.rebuild_sql(identity, extensions):
                     self._writer.execute(sql)
-                sorted_rows[wide.table_name(identity)] = wide.row_count(self._writer, identity)
+                built = wide.row_count(self._writer, identity)
+                key_order[wide.table_name(identity)] = wide.KeyOrder(built, appended=False)
                 behind.discard(identity_name)
                 index = None
             elif changed:
@@ -388,6 +389,8 @@ class Snapshot:
                     for sql in wide.replace_sql(identity, name):
                         self._writer.execute(sql)
                 behind.add(identity_name)
+                if (order := self._key_order.get(wide.table_name(identity))) is not None:
+                    key_order[wide.table_name(identity)] = wide.KeyOrder(order.built, appended=True)
                 if index is not None and index.overlay_size + rows.num_rows <= INDEX_OVERLAY_MAX:
                     index = index.updated(changed, wide.rows_of(rows), key)
                 else:
@@ -398,7 +401,7 @@ class Snapshot:
                 ).to_arrow_table()
                 index = wide.RowIndex.of(rows, key)
             indexes[identity_name] = index
-        return indexes, behind, sorted_rows
+        return indexes, behind, key_order
 
     def _joined_rows(
         self,

@@ -81,8 +81,10 @@ class TimeTravel:
             _create(con, name, rows)
         for sql in wide.rebuild_sql(identity, extensions):
             con.execute(sql)
-        sorted_rows = {wide.table_name(identity): wide.row_count(con, identity)}
-        return View(con, versions, self._hooks, identity.table_name, sorted_rows=sorted_rows)
+        key_order = {
+            wide.table_name(identity): wide.KeyOrder(wide.row_count(con, identity), appended=False)
+        }
+        return View(con, versions, self._hooks, identity.table_name, key_order=key_order)
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:

@@ -98,6 +98,16 @@ def replace_sql(identity: Contract, rows_from: str) -> list[str]:
 Row = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class KeyOrder:
+    """How much of a joined table lies in key order by rowid (as built, for pages to stop early)."""
+
+    built: int
+    """Rows the table held in key order when last built: rowids below this."""
+    appended: bool
+    """Whether rows changed since were appended after them (their old versions deleted)."""
+
+
 OVERLAY_CHAIN_MAX = 32
 """Refreshes whose changes an index chains before flattening them into one dict."""
 

@@ -124,6 +124,10 @@ def test_pages_in_key_order_stay_exact_with_logged_changes_appended(
         app = create_app(stack.settings)
         post = _poster(app)
         post(COUNT)
+        table = "customer_identity__entity"
+        view = app.state.snapshot.current()
+        assert not view.key_order[table].appended  # pages read the scan alone
+        _walk_pages_in_key_order(post, view, table)
         monkeypatch.setattr(Hub, "project", lambda self: None)  # logged, never merged
         live = _live_ids(stack)
         sales = stack.spokes["sales"]
@@ -136,32 +140,39 @@ def test_pages_in_key_order_stay_exact_with_logged_changes_appended(
         stack.hub.drain()
         time.sleep(REFRESH_INTERVAL_S + 0.1)
         view = app.state.snapshot.current()
-        table = "customer_identity__entity"
+        assert view.key_order[table].appended
         assert (
-            view.sorted_rows[table] < view.fetch(f"SELECT max(rowid) + 1 AS n FROM {table}")[0]["n"]
+            view.key_order[table].built
+            < view.fetch(f"SELECT max(rowid) + 1 AS n FROM {table}")[0]["n"]
         )
+        assert min(_walk_pages_in_key_order(post, view, table)) > 7  # several pages each
 
-        for where, sql in (("", "TRUE"), ('where: {name: {contains: "Zed"}}', "name LIKE '%Zed%'")):
-            expected = [
-                r["id"]
-                for r in view.fetch(
-                    f"SELECT id FROM {table} WHERE NOT deleted AND {sql} ORDER BY id"
-                )
-            ]
-            seen, after = [], None
-            while True:
-                cursor = f', after: "{after}"' if after else ""
-                page = post(
-                    f"{{ customers(first: 7{cursor}{', ' + where if where else ''})"
-                    " { nodes { id } pageInfo { hasNextPage endCursor } } }"
-                )["customers"]
-                seen += [n["id"] for n in page["nodes"]]
-                if not page["pageInfo"]["hasNextPage"]:
-                    break
-                after = page["pageInfo"]["endCursor"]
-            assert seen == expected and len(expected) > 7
-            offset = post("{ customers(limit: 5, offset: 3) { nodes { id } } }")
-            assert [n["id"] for n in offset["customers"]["nodes"]] == _ordered(view, table)[3:8]
+
+def _walk_pages_in_key_order(post: Callable[[str], Any], view: Any, table: str) -> list[int]:
+    """Every page, with and without a filter, and an offset page, against DuckDB's ORDER BY;
+    returns how many rows each walk saw."""
+    sizes = []
+    for where, sql in (("", "TRUE"), ('where: {name: {contains: "Zed"}}', "name LIKE '%Zed%'")):
+        expected = [
+            r["id"]
+            for r in view.fetch(f"SELECT id FROM {table} WHERE NOT deleted AND {sql} ORDER BY id")
+        ]
+        seen, after = [], None
+        while True:
+            cursor = f', after: "{after}"' if after else ""
+            page = post(
+                f"{{ customers(first: 7{cursor}{', ' + where if where else ''})"
+                " { nodes { id } pageInfo { hasNextPage endCursor } } }"
+            )["customers"]
+            seen += [n["id"] for n in page["nodes"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert seen == expected
+        sizes.append(len(expected))
+        offset = post("{ customers(limit: 5, offset: 3) { nodes { id } } }")
+        assert [n["id"] for n in offset["customers"]["nodes"]] == _ordered(view, table)[3:8]
+    return sizes
 
 
 def _ordered(view: Any, table: str) -> list[str]:
