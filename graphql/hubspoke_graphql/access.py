@@ -130,5 +130,5 @@ class Access:
         """The masked form of a pii value."""
         if value is None or mode == "null":
             return None
-        digest = hmac.new(self.mask_secret, str(value).encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self.mask_secret, str(value).encode(), "sha256").hex()
         return f"hash:{digest[:32]}"
