@@ -41,9 +41,6 @@ MAX_TOKENS = 2000
 """Bounds the parser's work on a query text before validation starts."""
 CACHE_SIZE = 256
 """Entries of the parser and validation caches (unbounded caches grow with every new text)."""
-QUERY_THREADS = 1
-"""DuckDB threads of one request's query: concurrent requests use the cores better one thread
-each (a page of 100 under 16 clients: 193 -> 289 req/s); a refresh takes every core."""
 REFRESH_INTERVAL_S = 0.1
 """How often at most the snapshot asks the lake whether a table has a new Delta version."""
 VIEW_CURSORS = 4

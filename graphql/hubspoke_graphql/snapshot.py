@@ -31,7 +31,7 @@ from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
 from hubspoke.resolve import APPLIED, State
 from hubspoke_graphql import wide
-from hubspoke_graphql.limits import QUERY_THREADS, REFRESH_INTERVAL_S, VIEW_CURSORS
+from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
 from hubspoke_graphql.wide import quote
 from lake_schema import Contract
 
@@ -173,6 +173,7 @@ class Snapshot:
         lake: Lake,
         contracts: Sequence[Contract],
         refresh_interval: float = REFRESH_INTERVAL_S,
+        query_threads: int = 1,
     ) -> None:
         self.query_hooks: list[QueryHook] = []
         self.full_loads: list[str] = []
@@ -210,7 +211,9 @@ class Snapshot:
         self._pin_table = contracts[0].table_name
         self._interval = refresh_interval
         self._lock = threading.Lock()
-        self._con = duckdb.connect(":memory:", config={"threads": QUERY_THREADS})
+        self._query_threads = query_threads
+        """DuckDB threads of one request's query (see Settings.api_query_threads)."""
+        self._con = duckdb.connect(":memory:", config={"threads": query_threads})
         self._con.execute("SET TimeZone = 'UTC'")
         self._writer = self._con.cursor()
         self._view: View | None = None
@@ -346,7 +349,7 @@ class Snapshot:
 
     @contextmanager
     def _every_core(self, full_load: bool) -> Iterator[None]:
-        """DuckDB on every core while a full load and join runs; one thread a query otherwise."""
+        """DuckDB on every core while a full load and join runs, the requests' threads otherwise."""
         if not full_load:
             yield
             return
@@ -354,7 +357,7 @@ class Snapshot:
         try:
             yield
         finally:
-            self._con.execute(f"SET threads = {QUERY_THREADS}")
+            self._con.execute(f"SET threads = {self._query_threads}")
 
     def _join(
         self, reloaded: set[str]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ import pytest
 from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S
+from hubspoke_graphql.snapshot import Snapshot
 from starlette.applications import Starlette
 
-from hubspoke.config import Settings
+from hubspoke.config import ConfigError, Settings
 from hubspoke.simulate import Simulator
 from hubspoke.stack import HomeNotFound, Stack
 
@@ -73,3 +76,42 @@ def _poster(app: Starlette) -> Callable[[str], dict[str, Any]]:
         return body["data"]
 
     return post
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_requests_query_on_the_configured_threads_and_a_full_load_on_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=4).seed(5)
+        stack.sync()
+        app = create_app(replace(stack.settings, api_query_threads=threads))
+        snapshot = app.state.snapshot
+        during: list[tuple[bool, int]] = []  # (a full load, DuckDB's threads while joining)
+        join = Snapshot._join
+
+        def watched(self: Snapshot, reloaded: set[str]) -> Any:
+            setting = self._con.execute("SELECT current_setting('threads')").fetchall()
+            during.append((bool(reloaded), setting[0][0]))
+            return join(self, reloaded)
+
+        monkeypatch.setattr(Snapshot, "_join", watched)
+        asked = "SELECT current_setting('threads') AS n"
+        assert snapshot.current().fetch(asked)[0]["n"] == threads
+        stack.spokes["sales"].create_customer(
+            "Frances Allen",
+            "frances@example.com",
+            {"account_value": "1.00", "owner_rep": None, "credit_limit": "0.00"},
+        )
+        stack.propagate()
+        stack.sync(["sales"])  # a new sales version: the next refresh loads and joins in full
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        assert snapshot.current().fetch(asked)[0]["n"] == threads
+        assert (True, os.cpu_count()) in during
+        assert all(n == (os.cpu_count() if full else threads) for full, n in during)
+
+
+def test_a_bad_query_thread_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBSPOKE_API_QUERY_THREADS", "0")
+    with pytest.raises(ConfigError, match="HUBSPOKE_API_QUERY_THREADS=0 must be between 1 and 256"):
+        Settings.from_env()
