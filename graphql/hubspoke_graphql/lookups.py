@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.compute as pc
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -50,6 +51,7 @@ from strawberry.utils.str_converters import to_camel_case
 from hubspoke_graphql import reads, wide
 from hubspoke_graphql.access import Access
 from hubspoke_graphql.audit import fields_of
+from hubspoke_graphql.columns import SERIALIZERS, Serializer
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.limits import CACHE_SIZE, MAX_KEY_LENGTH, REQUEST_TIMEOUT_S
 from hubspoke_graphql.schema import Connection, LakeSchema, Page
@@ -76,6 +78,8 @@ class Leaf:
     column: str
     serialize: Callable[[Any], Any]
     nullable: bool
+    columnwise: Serializer | None
+    """The scalar's serialization of a whole Arrow column, where one reproduces it."""
 
 
 @dataclass(frozen=True)
@@ -124,24 +128,19 @@ class Shape:
         hidden = access.hidden(self.contract)
         columns: dict[str, list[Any]] = {}
         for leaf in self.leaves:
-            values = rows.column(leaf.column)
-            if leaf.field in hidden:
-                values = [access.mask(hidden[leaf.field], v) for v in values]
-            if not leaf.nullable and None in values:
-                raise NotPlain(leaf.key)
-            serialize = leaf.serialize
-            try:
-                sent = [None if v is None else serialize(v) for v in values]
-            except (GraphQLError, TypeError, ValueError) as exc:
-                raise NotPlain(leaf.key) from exc
-            if sent.count(None) != values.count(None):  # a scalar that returned null
-                raise NotPlain(leaf.key)
+            sent = None
+            if leaf.columnwise is not None and leaf.field not in hidden:
+                arrow = rows.table.column(leaf.column)
+                if arrow.null_count and not leaf.nullable:
+                    raise NotPlain(leaf.key)
+                sent = leaf.columnwise(arrow)
+            if sent is None:
+                sent = _serialized(leaf, rows.column(leaf.column), access, hidden.get(leaf.field))
             columns[leaf.key] = sent
         for key in self.typenames:
             columns[key] = [self.type_name] * len(rows)
         for key, present, shape in self.extensions:
-            flags = rows.column(present)
-            found = [i for i, flag in enumerate(flags) if flag is not None]
+            found = pc.indices_nonzero(rows.table.column(present).is_valid()).to_pylist()
             answers = shape.answer_all(
                 rows if len(found) == len(rows) else rows.select(found), access
             )
@@ -154,6 +153,23 @@ class Shape:
             dict(zip(order, values, strict=True))
             for values in zip(*(columns[k] for k in order), strict=True)
         ]
+
+
+def _serialized(leaf: Leaf, values: list[Any], access: Access, mask: str | None) -> list[Any]:
+    """A leaf's values serialized one by one, masked (`null` or `hash`) when the role may not
+    read them."""
+    if mask is not None:
+        values = [access.mask(mask, v) for v in values]
+    if not leaf.nullable and None in values:
+        raise NotPlain(leaf.key)
+    serialize = leaf.serialize
+    try:
+        sent = [None if v is None else serialize(v) for v in values]
+    except (GraphQLError, TypeError, ValueError) as exc:
+        raise NotPlain(leaf.key) from exc
+    if sent.count(None) != values.count(None):  # a scalar that returned null
+        raise NotPlain(leaf.key)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -480,6 +496,7 @@ def _shape(
                     entity.columns[by_name[name]],
                     scalar.serialize,  # type: ignore[union-attr]
                     not isinstance(field.type, GraphQLNonNull),
+                    SERIALIZERS.get(scalar.name),
                 )
             )
         elif name in entity.extensions and node.selection_set is not None:

@@ -20,6 +20,7 @@ import strawberry
 
 from hubspoke_graphql.filters import SortKey
 from hubspoke_graphql.limits import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, InputError
+from hubspoke_graphql.wide import column_of
 
 Node = TypeVar("Node")
 
@@ -49,12 +50,16 @@ class Cursors(Sequence[str]):
         self, entity: str, order: Sequence[SortKey], rows: Sequence[dict[str, Any]]
     ) -> None:
         self._entity, self._order, self._rows = entity, order, rows
+        self._columns: dict[str, list[Any]] | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def __getitem__(self, index: int) -> str:  # type: ignore[override]
-        return encode_cursor(self._entity, self._order, self._rows[index])
+        if self._columns is None:  # only the sort columns: a whole row may be ~25 columns
+            self._columns = {k.column: column_of(self._rows, k.column) for k in self._order}
+        row = {name: values[index] for name, values in self._columns.items()}
+        return encode_cursor(self._entity, self._order, row)
 
 
 def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: str) -> list[Any]:

@@ -165,26 +165,28 @@ class RowIndex:
         return found
 
     def rows(self, keys: Sequence[str]) -> Rows | None:
-        """The joined rows of `keys` in their order, column by column; None when one is gone."""
+        """The joined rows of `keys` in their order, as one Arrow table; None when one is gone."""
         positions: list[int] = []
-        changed: dict[int, Row] = {}
-        for i, key in enumerate(keys):
+        changed: list[Row] = []
+        order: list[int] = []  # per key, its row among the base rows taken, then the changed
+        for key in keys:
             if key in self.overlay:
                 row = self.overlay[key]
                 if row is None:
                     return None
-                changed[i] = row
-                positions.append(0)  # a stand-in, replaced by the overlay's value below
+                order.append(-1 - len(changed))  # resolved once the base rows are counted
+                changed.append(row)
             elif (position := self.positions.get(key)) is not None:
+                order.append(len(positions))
                 positions.append(position)
             else:
                 return None
         taken = self.base.take(pa.array(positions, pa.int64()))
-        columns = dict(zip(taken.column_names, map(_values, taken.columns), strict=True))
-        for i, row in changed.items():
-            for name, values in columns.items():
-                values[i] = row[name]
-        return Rows(columns, len(keys))
+        if not changed:
+            return Rows(taken)
+        fresh = pa.Table.from_pylist(changed, schema=self.base.schema)
+        both = pa.concat_tables([taken, fresh])
+        return Rows(both.take([i if i >= 0 else len(positions) - 1 - i for i in order]))
 
     def updated(self, keys: Iterable[str], rows: Sequence[Row], key: str) -> RowIndex:
         """A new index with the rows of `keys` replaced by `rows` (keys without a row are gone)."""
@@ -204,15 +206,16 @@ class RowIndex:
 
 
 class Rows(Sequence[Row]):
-    """Joined rows held column by column, as a page read from the index: answers are built a
-    column at a time (a page of 100 rows: ~1 ms less than row by row), a row's dict only when
-    one is read."""
+    """Joined rows held as one Arrow table, as a page read from the index: answers take whole
+    columns (serialized in Arrow where a scalar allows, see lookups), and a column becomes
+    Python values only when asked for, a row's dict only when one is read."""
 
-    def __init__(self, columns: Mapping[str, list[Any]], length: int) -> None:
-        self._columns, self._length = columns, length
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._python: dict[str, list[Any]] = {}
 
     def __len__(self) -> int:
-        return self._length
+        return self.table.num_rows
 
     @overload
     def __getitem__(self, index: int) -> Row: ...
@@ -220,21 +223,21 @@ class Rows(Sequence[Row]):
     def __getitem__(self, index: slice) -> Rows: ...
     def __getitem__(self, index: int | slice) -> Row | Rows:
         if isinstance(index, slice):
-            return self.select(range(self._length)[index])
-        if not -self._length <= index < self._length:
+            return self.select(range(len(self))[index])
+        if not -len(self) <= index < len(self):
             raise IndexError(index)
-        return {name: values[index] for name, values in self._columns.items()}
+        return {name: self.column(name)[index] for name in self.table.column_names}
 
     def column(self, name: str) -> list[Any]:
-        """The values of one column, in row order."""
-        return self._columns[name]
+        """The Python values of one column, in row order (converted once)."""
+        values = self._python.get(name)
+        if values is None:
+            values = self._python[name] = _values(self.table.column(name))
+        return values
 
     def select(self, positions: Sequence[int]) -> Rows:
         """The rows at `positions`, in that order."""
-        return Rows(
-            {name: [values[i] for i in positions] for name, values in self._columns.items()},
-            len(positions),
-        )
+        return Rows(self.table.take(pa.array(positions, pa.int64())))
 
 
 def column_of(rows: Sequence[Row], name: str) -> list[Any]:
@@ -258,22 +261,23 @@ def rows_of(table: pa.Table) -> list[Row]:
 def _values(column: pa.ChunkedArray) -> list[Any]:
     """The Python values of `column`; UTC microsecond timestamps as the epoch plus the micros,
     the same instants with the same isoformat as pyarrow's, without zoneinfo."""
-    if _is_utc(column.type) and column.type.unit == "us":
+    if is_utc(column.type) and column.type.unit == "us":
         return [_utc_from_micros(m) for m in column.cast(pa.int64()).to_pylist()]
-    if _is_utc(column.type):
+    if is_utc(column.type):
         naive = column.cast(pa.timestamp(column.type.unit)).to_pylist()
         return [None if v is None else v.replace(tzinfo=UTC) for v in naive]
     return column.to_pylist()
 
 
-def _is_utc(kind: pa.DataType) -> bool:
+def is_utc(kind: pa.DataType) -> bool:
+    """Whether `kind` is a timestamp in UTC."""
     return pa.types.is_timestamp(kind) and kind.tz in _UTC_NAMES
 
 
 def _reader(column: pa.ChunkedArray) -> Callable[[int], Any]:
     """A function reading the value at one position of `column` as the Python object pyarrow gives."""
     kind = column.type
-    if _is_utc(kind) and kind.unit == "us":
+    if is_utc(kind) and kind.unit == "us":
         # pyarrow builds a UTC timestamp through zoneinfo (~4 us a value); the epoch plus the
         # stored microseconds is the same instant, with the same isoformat, several times faster.
         micros = column.cast(pa.int64())
