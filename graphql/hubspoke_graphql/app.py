@@ -53,6 +53,10 @@ from lake_schema import Catalog, load_catalog
 log = logging.getLogger(__name__)
 
 
+COMPILED = "compiled"
+"""First element of the key of a compiled answer, kept as its JSON body."""
+
+
 class LakeGraphQL(GraphQL[RequestContext, None]):
     """Strawberry's ASGI handler over the snapshot's current view, with a time limit per request."""
 
@@ -70,7 +74,10 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         self.time_travel = time_travel
         self.audit = audit
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
-        """Answers given on recent views: a view never changes, so neither do they."""
+        """Answers given on recent views: a view never changes, so neither do they. A compiled
+        answer is kept as its JSON body (one untracked bytes object, where its dicts would add
+        hundreds of objects for every full garbage collection to walk: 20-70 ms pauses under
+        load); the executor's as its ExecutionResult, under a key of its own."""
         self.lookups = Lookups(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,8 +116,9 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         context = RequestContext(view, request.state.access, self.time_travel, self.audit)
         # Pages are kept like the executor's answers; a lookup is cheaper to answer again.
         key = _answer_key(view, context.access, query, name, variables) if plan.pages else None
+        key = (COMPILED, *key) if key is not None else None
         if key is not None and (kept := self._kept(key, context.access)) is not None:
-            data = kept.data
+            body = kept
         else:
             found = await self.lookups.answer(plan, variables, context, name)
             if found is None:
@@ -123,17 +131,10 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                 customer_count=len(found.ids),
                 outcome="ok",
             )
-            data = found.data
+            body = orjson.dumps({"data": found.data})
             if key is not None:
-                self._keep(
-                    key,
-                    ExecutionResult(data=data, errors=None),
-                    found.operation,
-                    found.fields,
-                    found.ids,
-                    0,
-                )
-        return Response(orjson.dumps({"data": data}), media_type="application/json")
+                self._keep(key, body, found.operation, found.fields, found.ids, 0)
+        return Response(body, media_type="application/json")
 
     @property
     def graphql_ide_html(self) -> str:
@@ -194,8 +195,9 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             self._keep(key, result, context.operation, context.fields, ids, context.counted)
         return result
 
-    def _kept(self, key: tuple[Any, ...], access: Access) -> ExecutionResult | None:
-        """An answer kept for this question on this view, audited as a new read; else None."""
+    def _kept(self, key: tuple[Any, ...], access: Access) -> Any:
+        """An answer kept for this question on this view (an ExecutionResult, or for a key
+        starting with COMPILED a JSON body), audited as a new read; else None."""
         hit = self.answers.get(key)
         if hit is None:
             return None
@@ -214,7 +216,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
     def _keep(
         self,
         key: tuple[Any, ...],
-        result: ExecutionResult,
+        result: ExecutionResult | bytes,
         operation: str | None,
         fields: list[str],
         ids: list[str],

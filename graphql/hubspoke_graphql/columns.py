@@ -3,18 +3,23 @@
 A page of 100 customers sends about 2,000 values. Serializing them one by one in Python (convert
 the Arrow value, call the scalar, check its result) was most of a compiled page's answer; for
 the column types and scalars below Arrow gives the same strings and numbers in one call, and
-anything else (masked values, enums, floats, timestamps, values outside what is checked here)
-takes the Python path value by value, unchanged. DateTime stays there too: Arrow's strftime
-costs ~130 us a column of 100, more than building and formatting the datetimes in Python.
+anything else (masked values, enums, floats, values outside what is checked here)
+takes the Python path value by value, unchanged. A UTC timestamp column is formatted from its
+microseconds in Python: Arrow's strftime costs ~130 us a column of 100, building datetimes and
+calling isoformat ~215 us, and the arithmetic below ~110 us.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from hubspoke_graphql.wide import is_utc
 
 Serializer = Callable[[pa.ChunkedArray], list[Any] | None]
 """The serialized values of a column, or None when this column must go value by value."""
@@ -23,6 +28,8 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 """GraphQL's Int is 32-bit: graphql-core refuses anything outside."""
 _DECIMAL_MAX_SCALE = 6
 """str(Decimal) switches to exponent notation below 1e-6 (0E-7); Arrow never does."""
+_DAY_US = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
 
 
 def _strings(column: pa.ChunkedArray) -> list[Any] | None:
@@ -50,11 +57,37 @@ def _decimals(column: pa.ChunkedArray) -> list[Any] | None:
     return pc.cast(column, pa.string()).to_pylist()  # str(Decimal): "12.50", "-3.00", "0.00"
 
 
+def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
+    kind = column.type
+    if not (is_utc(kind) and kind.unit == "us"):
+        return None
+    try:
+        return [None if m is None else _isoformat(m) for m in column.cast(pa.int64()).to_pylist()]
+    except OverflowError:  # outside the years datetime holds: the scalar's path says so
+        return None
+
+
+def _isoformat(micros: int) -> str:
+    """`datetime.isoformat()` of the UTC instant `micros` after the epoch."""
+    day, rest = divmod(micros, _DAY_US)
+    seconds, micro = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    fraction = f".{micro:06d}" if micro else ""
+    return f"{_iso_date(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}{fraction}+00:00"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).isoformat()
+
+
 SERIALIZERS: dict[str, Serializer] = {
     "String": _strings,
     "ID": _strings,
     "Boolean": _booleans,
     "Int": _ints,
     "Decimal": _decimals,
+    "DateTime": _datetimes,
 }
 """By GraphQL scalar name: the scalars whose serialization these reproduce exactly."""
