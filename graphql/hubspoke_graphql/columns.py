@@ -6,7 +6,7 @@ the column types and scalars below Arrow gives the same strings and numbers in o
 anything else (masked values, enums, floats, values outside what is checked here)
 takes the Python path value by value, unchanged. A UTC timestamp column is formatted from its
 microseconds in Python: Arrow's strftime costs ~130 us a column of 100, building datetimes and
-calling isoformat ~215 us, and the arithmetic below ~110 us.
+calling isoformat ~215 us, and the lookups below ~55 us.
 """
 
 from __future__ import annotations
@@ -70,16 +70,22 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
 def _isoformat(micros: int) -> str:
     """`datetime.isoformat()` of the UTC instant `micros` after the epoch."""
     day, rest = divmod(micros, _DAY_US)
-    seconds, micro = divmod(rest, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    fraction = f".{micro:06d}" if micro else ""
-    return f"{_iso_date(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}{fraction}+00:00"
+    second, micro = divmod(rest, 1_000_000)
+    if micro:
+        return f"{_iso_date(day)}{_clock()[second]}.{micro:06d}+00:00"
+    return _iso_date(day) + _clock()[second] + "+00:00"
 
 
 @functools.lru_cache(maxsize=4096)
 def _iso_date(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).isoformat()
+
+
+@functools.cache
+def _clock() -> list[str]:
+    # "THH:MM:SS" of every second of a day (86,400 strings, ~5 MB): a list index instead of
+    # three divisions and a formatted string per value (100 values: 148 -> 55 us).
+    return [f"T{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
 
 
 SERIALIZERS: dict[str, Serializer] = {
