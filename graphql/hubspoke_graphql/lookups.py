@@ -140,12 +140,13 @@ class Shape:
         for key in self.typenames:
             columns[key] = [self.type_name] * len(rows)
         for key, present, shape in self.extensions:
-            found = pc.indices_nonzero(rows.table.column(present).is_valid()).to_pylist()
-            answers = shape.answer_all(
-                rows if len(found) == len(rows) else rows.select(found), access
-            )
+            flags = rows.table.column(present)
+            if not flags.null_count:  # every row has the extension
+                columns[key] = shape.answer_all(rows, access)
+                continue
+            found = pc.indices_nonzero(flags.is_valid()).to_pylist()
             column: list[Any] = [None] * len(rows)
-            for i, answer in zip(found, answers, strict=True):
+            for i, answer in zip(found, shape.answer_all(rows.select(found), access), strict=True):
                 column[i] = answer
             columns[key] = column
         order = self.order

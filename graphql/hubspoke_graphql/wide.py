@@ -223,7 +223,10 @@ class Rows(Sequence[Row]):
     def __getitem__(self, index: slice) -> Rows: ...
     def __getitem__(self, index: int | slice) -> Row | Rows:
         if isinstance(index, slice):
-            return self.select(range(len(self))[index])
+            chosen = range(len(self))[index]
+            if chosen.step == 1:  # a page trimmed to its size: no copy
+                return Rows(self.table.slice(chosen.start, len(chosen)))
+            return self.select(chosen)
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         return {name: self.column(name)[index] for name in self.table.column_names}

@@ -50,4 +50,5 @@ def test_rows_read_column_by_column_are_the_rows_read_one_by_one(
     assert list(found) == one_by_one
     assert found.column("value") == [r["value"] for r in one_by_one]
     assert list(found[::-1]) == one_by_one[::-1]
+    assert list(found[1:]) == one_by_one[1:] and list(found[:3]) == one_by_one[:3]
     assert list(found.select([0] * len(found))) == one_by_one[:1] * len(found)
