@@ -63,7 +63,7 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
         return None
     try:
         return [None if m is None else _isoformat(m) for m in column.cast(pa.int64()).to_pylist()]
-    except OverflowError:  # outside the years datetime holds: the scalar's path says so
+    except OverflowError:  # beyond the years datetime holds: left to the value-by-value path
         return None
 
 
