@@ -81,6 +81,23 @@ class Leaf:
     columnwise: Serializer | None
     """The scalar's serialization of a whole Arrow column, where one reproduces it."""
 
+    def send(self, value: Any, access: Access, mask: str | None) -> Any:
+        """`value` as the executor sends it, masked (`null` or `hash`) when the role may not
+        read it; NotPlain where the executor would report an error instead."""
+        if mask is not None:
+            value = access.mask(mask, value)
+        if value is None:
+            if not self.nullable:
+                raise NotPlain(self.key)
+            return None
+        try:
+            sent = self.serialize(value)
+        except (GraphQLError, TypeError, ValueError) as exc:
+            raise NotPlain(self.key) from exc
+        if sent is None:  # a scalar that returned null
+            raise NotPlain(self.key)
+        return sent
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -99,22 +116,10 @@ class Shape:
         """This selection's values of `row`, pii masked for the role; NotPlain when the executor
         would report an error instead."""
         hidden = access.hidden(self.contract)
-        values: dict[str, Any] = {}
-        for leaf in self.leaves:
-            value = row[leaf.column]
-            if leaf.field in hidden:
-                value = access.mask(hidden[leaf.field], value)
-            if value is None:
-                if not leaf.nullable:
-                    raise NotPlain(leaf.key)
-                values[leaf.key] = None
-                continue
-            try:
-                values[leaf.key] = leaf.serialize(value)
-            except (GraphQLError, TypeError, ValueError) as exc:
-                raise NotPlain(leaf.key) from exc
-            if values[leaf.key] is None:
-                raise NotPlain(leaf.key)
+        values: dict[str, Any] = {
+            leaf.key: leaf.send(row[leaf.column], access, hidden.get(leaf.field))
+            for leaf in self.leaves
+        }
         for key in self.typenames:
             values[key] = self.type_name
         for key, present, shape in self.extensions:
@@ -135,7 +140,8 @@ class Shape:
                     raise NotPlain(leaf.key)
                 sent = leaf.columnwise(arrow)
             if sent is None:
-                sent = _serialized(leaf, rows.column(leaf.column), access, hidden.get(leaf.field))
+                mask = hidden.get(leaf.field)
+                sent = [leaf.send(v, access, mask) for v in rows.column(leaf.column)]
             columns[leaf.key] = sent
         for key in self.typenames:
             columns[key] = [self.type_name] * len(rows)
@@ -154,23 +160,6 @@ class Shape:
             dict(zip(order, values, strict=True))
             for values in zip(*(columns[k] for k in order), strict=True)
         ]
-
-
-def _serialized(leaf: Leaf, values: list[Any], access: Access, mask: str | None) -> list[Any]:
-    """A leaf's values serialized one by one, masked (`null` or `hash`) when the role may not
-    read them."""
-    if mask is not None:
-        values = [access.mask(mask, v) for v in values]
-    if not leaf.nullable and None in values:
-        raise NotPlain(leaf.key)
-    serialize = leaf.serialize
-    try:
-        sent = [None if v is None else serialize(v) for v in values]
-    except (GraphQLError, TypeError, ValueError) as exc:
-        raise NotPlain(leaf.key) from exc
-    if sent.count(None) != values.count(None):  # a scalar that returned null
-        raise NotPlain(leaf.key)
-    return sent
 
 
 @dataclass(frozen=True)
