@@ -93,22 +93,23 @@ class View:
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts; values are always bound, never formatted in."""
-        for hook in self._hooks:
-            hook(sql, params)
-        cursor = self._cursors.get()
-        try:
+        with self._cursor(sql, params) as cursor:
             return wide.rows_of(cursor.sql(sql, params=list(params)).to_arrow_table())
-        finally:
-            self._cursors.put(cursor)
 
     def fetch_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a small read-only query as tuples: without the Arrow round trip `fetch`
         makes, a page's 100 keys come back in a third of the time."""
+        with self._cursor(sql, params) as cursor:
+            return cursor.execute(sql, list(params)).fetchall()
+
+    @contextmanager
+    def _cursor(self, sql: str, params: Sequence[Any]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One of the view's cursors for this query, once the query hooks have seen it."""
         for hook in self._hooks:
             hook(sql, params)
         cursor = self._cursors.get()
         try:
-            return cursor.execute(sql, list(params)).fetchall()
+            yield cursor
         finally:
             self._cursors.put(cursor)
 
