@@ -45,11 +45,11 @@ from graphql import (
     get_variable_values,
     parse,
 )
-from strawberry.types.arguments import convert_arguments
 from strawberry.utils.str_converters import to_camel_case
 
 from hubspoke_graphql import reads, wide
 from hubspoke_graphql.access import Access
+from hubspoke_graphql.arguments import Converters
 from hubspoke_graphql.audit import fields_of
 from hubspoke_graphql.columns import SERIALIZERS, Serializer
 from hubspoke_graphql.context import RequestContext
@@ -139,8 +139,10 @@ class Shape:
                 if arrow.null_count and not leaf.nullable:
                     raise NotPlain(leaf.key)
                 sent = leaf.columnwise(arrow)
+            mask = hidden.get(leaf.field)
+            if mask == "null" and leaf.nullable:  # masked away: none of its values is read
+                sent = [None] * len(rows)
             if sent is None:
-                mask = hidden.get(leaf.field)
                 sent = [leaf.send(v, access, mask) for v in rows.column(leaf.column)]
             columns[leaf.key] = sent
         for key in self.typenames:
@@ -185,6 +187,8 @@ class PageRoot:
     field: GraphQLField
     node: FieldNode
     connection: Connection
+    convert: Callable[[Mapping[str, Any]], dict[str, Any]]
+    """The connection's arguments as its resolver takes them (strawberry's conversion)."""
     items: Items
     """Kinds: `typename` (name), `nodes` (Shape), `edges` (Items of the edge: `typename`,
     `cursor`, `node` (Shape)), `pageInfo` (Items: `typename`, `info` (PageInfo attribute))."""
@@ -256,6 +260,7 @@ class Lookups:
         self.strawberry = schema
         self.schema = schema._schema
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+        self._converters = Converters(schema)
 
     def plan(self, query: str, operation_name: str | None) -> Plan | None:
         """The plan of a query text compiled before, or None when the executor must answer."""
@@ -320,7 +325,8 @@ class Lookups:
                 roots.append(Root(key, field, node, entity.contract, shape))
             elif (connection := self.strawberry.connections.get(name)) is not None:
                 items = _page_items(connection, _object_type(field), node.selection_set, fragments)
-                roots.append(PageRoot(key, field, node, connection, items))
+                convert = self._converters.arguments(connection.field.arguments)
+                roots.append(PageRoot(key, field, node, connection, convert, items))
             else:
                 raise NotPlain(name)
         _unique(order)
@@ -371,12 +377,7 @@ class Lookups:
     async def _page(self, root: PageRoot, args: dict[str, Any], context: RequestContext) -> Page:
         """The page the connection's resolver would load, with the same converted arguments."""
         try:
-            kwargs = convert_arguments(
-                args,
-                root.connection.field.arguments,
-                scalar_registry=self.strawberry.schema_converter.scalar_registry,
-                config=self.strawberry.config,
-            )
+            kwargs = root.convert(args)
             # Past the time limit the executor runs it again and reports the timeout.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 return await root.connection.load(context, **kwargs)
