@@ -31,6 +31,7 @@ from lake_schema import Catalog, Contract
 from lake_schema.contract import Expiry
 from lake_schema.evolution import SchemaChange, compare
 
+_CHANGE_FEED = "delta.enableChangeDataFeed"
 _WRITER = WriterProperties(compression="ZSTD")
 _CLUSTERED_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=16_384)
 """Z-ordered files in small row groups: each group then spans a narrow key range, and a point
@@ -99,8 +100,10 @@ class LakeTable:
         return self.contract.table_name
 
     def create_if_missing(self) -> None:
-        """Create the empty table with the contract's schema; a no-op when it exists."""
+        """Create the empty table with the contract's schema; when it exists, only align its
+        change data feed with the contract (a commit only when they differ)."""
         if DeltaTable.is_deltatable(str(self.path)):
+            self._align_change_feed()
             return
         self.path.mkdir(parents=True, exist_ok=True)
         DeltaTable.create(
@@ -109,7 +112,7 @@ class LakeTable:
             mode="ignore",
             name=self.contract.table_name,
             description=self.contract.description,
-            configuration={"delta.enableChangeDataFeed": "true"},
+            configuration={_CHANGE_FEED: _flag(self.contract.change_feed)},
             commit_properties=CommitProperties(
                 custom_metadata={
                     "contract": self.contract.name,
@@ -117,6 +120,12 @@ class LakeTable:
                 }
             ),
         )
+
+    def _align_change_feed(self) -> None:
+        dt = self.delta()
+        wanted = _flag(self.contract.change_feed)
+        if dt.metadata().configuration.get(_CHANGE_FEED, "false") != wanted:
+            dt.alter.set_table_properties({_CHANGE_FEED: wanted})
 
     def delta(self, version: int | datetime | None = None) -> DeltaTable:
         """The underlying DeltaTable, optionally as of a version or a point in time."""
@@ -561,3 +570,7 @@ class Lake:
     def tables(self) -> list[LakeTable]:
         """Every table the contracts define."""
         return [self.table(c) for c in self.catalog.tables()]
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

@@ -236,6 +236,8 @@ class Contract(BaseModel):
     freshness: Freshness | None = None
     z_order: tuple[str, ...] = ()
     """Columns maintenance clusters the files by, so point reads skip most files."""
+    change_feed: bool = True
+    """Whether the Delta table records a change data feed (`delta.enableChangeDataFeed`)."""
 
     @field_validator("owner")
     @classmethod

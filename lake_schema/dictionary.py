@@ -62,6 +62,7 @@ def _table_section(c: Contract) -> list[str]:
         f"history kept {format_duration(c.retention.history)}" if c.kind != "event" else None,
         f"payload retention: {_expiry(c)}" if c.retention.expire else None,
         f"files clustered by `{', '.join(c.z_order)}`" if c.z_order else None,
+        ("change data feed " + ("on" if c.change_feed else "off")) if c.kind != "event" else None,
     ]
     return [
         "",

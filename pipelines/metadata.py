@@ -60,6 +60,7 @@ def governance(contract: Contract) -> dict[str, dg.MetadataValue]:
             else None
         ),
         "z_order": ", ".join(contract.z_order) or None,
+        "change_feed": "on" if contract.change_feed else "off",
     }
     return {k: dg.MetadataValue.text(v) for k, v in shown.items() if v is not None}
 

@@ -1,6 +1,7 @@
 """LakeTable.upsert: deletes of keys the table lacks are ignored (listed in the merge, or looked up
 when there are many), a key both upserted and deleted is upserted, a merge that changes nothing
-writes no version, and a writer's progress is committed all the same."""
+writes no version, a writer's progress is committed all the same, and the table keeps a change
+data feed only when its contract asks for one."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from hubspoke import lake
 from hubspoke.lake import LakeTable, Progress
 from lake_schema import load_catalog
 
-contract = load_catalog().get("customer_sales_domain")
+# With a change feed (the domain contracts have none), so that the merges' changes can be read.
+contract = load_catalog().get("customer_sales_domain").model_copy(update={"change_feed": True})
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
@@ -92,3 +94,26 @@ def test_progress_is_committed_when_the_merge_changes_no_row(tmp_path: Path) -> 
     )
     assert metrics["version"] == version + 1 == table.version()
     assert table.progress("p") == 7 and table.count() == 2
+
+
+def test_change_feed_follows_the_contract(tmp_path: Path) -> None:
+    without = LakeTable(contract.model_copy(update={"change_feed": False}), tmp_path / "t")
+    without.create_if_missing()
+    without.append(_rows("a", "b"))
+    without.upsert(_rows("b", "c"), delete_keys=["a"])
+    assert without.delta().metadata().configuration["delta.enableChangeDataFeed"] == "false"
+    assert not (without.path / "_change_data").exists()  # no before-images kept
+
+    # A table made under a contract with a feed is aligned when the contract drops it, once.
+    with_feed = LakeTable(contract, tmp_path / "u")
+    with_feed.create_if_missing()
+    with_feed.upsert(_rows("a"), delete_keys=[])
+    version = with_feed.version()
+    dropped = LakeTable(contract.model_copy(update={"change_feed": False}), with_feed.path)
+    dropped.create_if_missing()
+    dropped.create_if_missing()
+    assert dropped.version() == version + 1
+    assert dropped.delta().metadata().configuration["delta.enableChangeDataFeed"] == "false"
+    kept = set((dropped.path / "_change_data").rglob("*.parquet"))  # from the feed's days
+    dropped.upsert(_rows("a", "d"), delete_keys=[])
+    assert set((dropped.path / "_change_data").rglob("*.parquet")) == kept
