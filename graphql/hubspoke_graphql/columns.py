@@ -61,19 +61,23 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
     kind = column.type
     if not (is_utc(kind) and kind.unit == "us"):
         return None
+    clock, iso_date = _clock(), _iso_date
+    sent: list[str | None] = []
     try:
-        return [None if m is None else _isoformat(m) for m in column.cast(pa.int64()).to_pylist()]
+        # `datetime.isoformat()` of each UTC instant, inlined: a call per value was a tenth of it.
+        for micros in column.cast(pa.int64()).to_pylist():
+            if micros is None:
+                sent.append(None)
+                continue
+            day, rest = divmod(micros, _DAY_US)
+            second, micro = divmod(rest, 1_000_000)
+            if micro:
+                sent.append(f"{iso_date(day)}{clock[second]}.{micro:06d}+00:00")
+            else:
+                sent.append(f"{iso_date(day)}{clock[second]}+00:00")
     except OverflowError:  # beyond the years datetime holds: left to the value-by-value path
         return None
-
-
-def _isoformat(micros: int) -> str:
-    """`datetime.isoformat()` of the UTC instant `micros` after the epoch."""
-    day, rest = divmod(micros, _DAY_US)
-    second, micro = divmod(rest, 1_000_000)
-    if micro:
-        return f"{_iso_date(day)}{_clock()[second]}.{micro:06d}+00:00"
-    return _iso_date(day) + _clock()[second] + "+00:00"
+    return sent
 
 
 @functools.lru_cache(maxsize=4096)

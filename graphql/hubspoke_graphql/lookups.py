@@ -158,10 +158,9 @@ class Shape:
                 column[i] = answer
             columns[key] = column
         order = self.order
-        return [
-            dict(zip(order, values, strict=True))
-            for values in zip(*(columns[k] for k in order), strict=True)
-        ]
+        # Every column holds one value per row by construction: zip's strict check costs a
+        # fifth of building the answer's dicts.
+        return [dict(zip(order, values)) for values in zip(*(columns[k] for k in order))]  # noqa: B905
 
 
 @dataclass(frozen=True)
