@@ -38,10 +38,14 @@ def _sales_rows(start: int, count: int) -> pa.Table:
     return catalog.get("customer_sales_domain").to_arrow(rows)
 
 
-def _table(tmp_path: Path, name: str, history: timedelta | None = None) -> LakeTable:
+def _table(
+    tmp_path: Path, name: str, history: timedelta | None = None, change_feed: bool | None = None
+) -> LakeTable:
     contract = catalog.get(name)
     if history is not None:
         contract = contract.model_copy(update={"retention": Retention(history=history)})
+    if change_feed is not None:
+        contract = contract.model_copy(update={"change_feed": change_feed})
     table = LakeTable(contract, tmp_path / name)
     table.create_if_missing()
     return table
@@ -53,13 +57,16 @@ def _sorted(table: LakeTable, version: int | None = None) -> list[dict[str, obje
 
 
 def test_maintenance_compacts_small_files_and_reads_stay_exact(tmp_path: Path) -> None:
-    table = _table(tmp_path, "customer_sales_domain", history=timedelta(0))
+    # With a change feed, so that its change-data files are vacuumed too.
+    table = _table(tmp_path, "customer_sales_domain", history=timedelta(0), change_feed=True)
     for batch in range(12):
         table.append(_sales_rows(batch * 10, 10))
     table.upsert(_sales_rows(5, 3).set_column(2, "sales_rep", pa.array(["moved"] * 3)))
     before_rows = _sorted(table)
     before = table.file_stats()
-    assert before.active_files == 12 and before.stored_files == 14  # the merge rewrote one
+    # The merge rewrote one file and wrote one of change data.
+    assert before.active_files == 12 and before.stored_files == 14
+    assert list((table.path / "_change_data").rglob("*.parquet"))
 
     report = table.maintain()
 
@@ -71,6 +78,7 @@ def test_maintenance_compacts_small_files_and_reads_stay_exact(tmp_path: Path) -
     # History 0: vacuum deleted every file the current version no longer reads.
     assert report.files_vacuumed >= before.active_files
     assert report.after.stored_files == 1
+    assert not list((table.path / "_change_data").rglob("*.parquet"))
     assert (table.path / "_delta_log" / "_last_checkpoint").exists()
 
 
