@@ -1,4 +1,5 @@
-"""`serve --workers N`: N processes listening on one port, answering, and stopping together."""
+"""`serve --workers N`: N processes on one port, answering, each new connection handed to the
+worker with the fewest open, and stopping together."""
 
 from __future__ import annotations
 
@@ -80,3 +81,94 @@ def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             run_workers("hubspoke_graphql.app:app_from_env", "127.0.0.1", port, 2)
+
+
+def _serving_worker(connection: socket.socket, workers: list[int]) -> int:
+    """The worker process holding the server side of a client connection to loopback."""
+    client_port = connection.getsockname()[1]
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == client_port:  # remote end: the client
+            inodes.add(fields[9])
+    holders = [pid for pid in workers if _socket_inodes(pid) & inodes]
+    assert len(holders) == 1, holders
+    return holders[0]
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except FileNotFoundError:  # closed meanwhile (DuckDB, the lake, ...)
+            continue
+        if target.startswith("socket:["):
+            found.add(target.removeprefix("socket:[").removesuffix("]"))
+    return found
+
+
+def _ask(connection: socket.socket, port: int, key: str) -> None:
+    body = b'{"query": "{ __typename }"}'
+    connection.sendall(
+        f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+        f"\r\nX-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    answer = b""
+    while b"__typename" not in answer:
+        chunk = connection.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_connections_go_to_the_worker_with_fewest_open(
+    stack: Stack, api_keys: dict[str, str]
+) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "hubspoke.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--workers", "2", "--home", str(stack.settings.home)], start_new_session=True
+    )
+    key = api_keys["analyst"]
+    opened: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, "the server exited"
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                    _ask(probe, port, key)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no answer within 90 s"
+                time.sleep(0.5)
+        workers = [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]
+        time.sleep(0.5)  # the probe's close reaches the dealer's count
+
+        # 16 keep-alive clients at once: 8 on each worker, every time.
+        opened = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(16)]
+        for connection in opened:
+            _ask(connection, port, key)
+        serving = [_serving_worker(c, workers) for c in opened]
+        assert sorted(serving.count(w) for w in workers) == [8, 8]
+
+        # Half of one worker's clients leave: the next four connections all go to it.
+        emptied = workers[0]
+        leaving = [c for c, w in zip(opened, serving, strict=True) if w == emptied][:4]
+        for connection in leaving:
+            connection.close()
+        opened = [c for c in opened if c not in leaving]
+        time.sleep(0.5)
+        fresh = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+        opened += fresh
+        for connection in fresh:
+            _ask(connection, port, key)
+        assert [_serving_worker(c, workers) for c in fresh] == [emptied] * 4
+    finally:
+        for connection in opened:
+            connection.close()
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(60)
+    assert code == 0
