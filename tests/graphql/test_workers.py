@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,38 +32,45 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_workers_answer_on_one_port_and_stop_together(
-    stack: Stack, api_keys: dict[str, str]
-) -> None:
+@contextmanager
+def _two_workers(stack: Stack, key: str) -> Iterator[tuple[int, list[int]]]:
+    """`serve --workers 2` on a free port once it answers: the port and the worker processes.
+    Stopped with SIGTERM afterwards; it must exit cleanly."""
     port = _free_port()
     command = [sys.executable, "-m", "hubspoke.cli", "serve", "--port", str(port)]
     server = subprocess.Popen(
-        [*command, "--workers", "2", "--home", str(stack.settings.home)],
-        start_new_session=True,
+        [*command, "--workers", "2", "--home", str(stack.settings.home)], start_new_session=True
     )
-    url = f"http://127.0.0.1:{port}/graphql"
-    body = {"query": "{ customers(first: 1) { nodes { id } } }"}
-    headers = {"X-API-Key": api_keys["analyst"]}
     try:
         deadline = time.monotonic() + 90
         while True:
             assert server.poll() is None, "the server exited"
             try:
-                if httpx.post(url, json=body, headers=headers, timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "no answer within 90 s"
-            time.sleep(0.5)
-        workers = [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]
-        assert len(workers) == 2
-        for _ in range(10):  # each on a new connection, whichever worker takes it
-            answer = httpx.post(url, json=body, headers=headers, timeout=5)
-            assert answer.json()["data"]["customers"]["nodes"]
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                    _ask(probe, port, key)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no answer within 90 s"
+                time.sleep(0.5)
+        yield port, [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(60)
     assert code == 0
+
+
+def test_workers_answer_on_one_port_and_stop_together(
+    stack: Stack, api_keys: dict[str, str]
+) -> None:
+    headers = {"X-API-Key": api_keys["analyst"]}
+    body = {"query": "{ customers(first: 1) { nodes { id } } }"}
+    with _two_workers(stack, api_keys["analyst"]) as (port, workers):
+        assert len(workers) == 2
+        for _ in range(10):  # each on a new connection
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/graphql", json=body, headers=headers, timeout=5
+            )
+            assert answer.json()["data"]["customers"]["nodes"]
     assert not any(Path(f"/proc/{p}").exists() and _alive(p) for p in workers)
 
 
@@ -126,49 +135,31 @@ def _ask(connection: socket.socket, port: int, key: str) -> None:
 def test_connections_go_to_the_worker_with_fewest_open(
     stack: Stack, api_keys: dict[str, str]
 ) -> None:
-    port = _free_port()
-    command = [sys.executable, "-m", "hubspoke.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--workers", "2", "--home", str(stack.settings.home)], start_new_session=True
-    )
     key = api_keys["analyst"]
     opened: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, "the server exited"
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
-                    _ask(probe, port, key)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "no answer within 90 s"
-                time.sleep(0.5)
-        workers = [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]
-        time.sleep(0.5)  # the probe's close reaches the dealer's count
+    with _two_workers(stack, key) as (port, workers):
+        try:
+            time.sleep(0.5)  # the probe's close reaches the dealer's count
 
-        # 16 keep-alive clients at once: 8 on each worker, every time.
-        opened = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(16)]
-        for connection in opened:
-            _ask(connection, port, key)
-        serving = [_serving_worker(c, workers) for c in opened]
-        assert sorted(serving.count(w) for w in workers) == [8, 8]
+            # 16 keep-alive clients at once: 8 on each worker, every time.
+            opened = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(16)]
+            for connection in opened:
+                _ask(connection, port, key)
+            serving = [_serving_worker(c, workers) for c in opened]
+            assert sorted(serving.count(w) for w in workers) == [8, 8]
 
-        # Half of one worker's clients leave: the next four connections all go to it.
-        emptied = workers[0]
-        leaving = [c for c, w in zip(opened, serving, strict=True) if w == emptied][:4]
-        for connection in leaving:
-            connection.close()
-        opened = [c for c in opened if c not in leaving]
-        time.sleep(0.5)
-        fresh = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
-        opened += fresh
-        for connection in fresh:
-            _ask(connection, port, key)
-        assert [_serving_worker(c, workers) for c in fresh] == [emptied] * 4
-    finally:
-        for connection in opened:
-            connection.close()
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(60)
-    assert code == 0
+            # Half of one worker's clients leave: the next four connections all go to it.
+            emptied = workers[0]
+            leaving = [c for c, w in zip(opened, serving, strict=True) if w == emptied][:4]
+            for connection in leaving:
+                connection.close()
+            opened = [c for c in opened if c not in leaving]
+            time.sleep(0.5)
+            fresh = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+            opened += fresh
+            for connection in fresh:
+                _ask(connection, port, key)
+            assert [_serving_worker(c, workers) for c in fresh] == [emptied] * 4
+        finally:
+            for connection in opened:
+                connection.close()
