@@ -14,10 +14,12 @@ from what it handed out and what the workers report closed: 16 clients split 8/8
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import signal
 import socket
 import threading
+import time
 from collections.abc import MutableSequence
 from multiprocessing.connection import wait
 from types import FrameType
@@ -25,7 +27,10 @@ from typing import Any
 
 import uvicorn
 
+log = logging.getLogger(__name__)
+
 BACKLOG = 2048
+ACCEPT_RETRY_S = 0.1
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -56,7 +61,10 @@ class _HandedServer(uvicorn.Server):
         adopting: set[asyncio.Task[Any]] = set()
 
         def adopt() -> None:
-            message, fds, _, _ = socket.recv_fds(self._inbox, 1, 64)
+            try:
+                message, fds, _, _ = socket.recv_fds(self._inbox, 1, 64)
+            except OSError:
+                message, fds = b"", []
             if not message:  # the parent is gone: finish the open requests and stop
                 loop.remove_reader(self._inbox.fileno())
                 self.should_exit = True
@@ -89,16 +97,24 @@ def _worker(factory: str, inbox: socket.socket, closed: MutableSequence[int], in
 
 
 def _hand_out(
-    listener: socket.socket, outboxes: list[socket.socket], closed: MutableSequence[int]
+    listener: socket.socket,
+    outboxes: list[socket.socket],
+    closed: MutableSequence[int],
+    stopping: threading.Event,
 ) -> None:
-    """Accept connections until the listener closes, each to the worker with the fewest open."""
+    """Accept connections until stopping, each to the worker with the fewest open."""
     handed = [0] * len(outboxes)
     turn = 0
     while True:
         try:
             connection, _ = listener.accept()
-        except OSError:  # closed: the server is stopping
-            return
+        except OSError as exc:
+            if stopping.is_set():
+                return
+            # Out of file descriptors, say: the pending connections wait in the backlog.
+            log.warning("accepting a connection failed (%s); retrying", exc)
+            time.sleep(ACCEPT_RETRY_S)
+            continue
         with connection:
             open_now = [handed[i] - closed[i] for i in range(len(outboxes))]
             fewest = min(open_now)
@@ -127,8 +143,12 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
     for _, theirs in pairs:
         theirs.close()
     outboxes = [ours for ours, _ in pairs]
+    stopping = threading.Event()
     dealer = threading.Thread(
-        target=_hand_out, args=(listener, outboxes, closed), name="api-dealer", daemon=True
+        target=_hand_out,
+        args=(listener, outboxes, closed, stopping),
+        name="api-dealer",
+        daemon=True,
     )
     dealer.start()
 
@@ -141,6 +161,7 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
     try:
         wait([p.sentinel for p in processes])
     finally:
+        stopping.set()
         listener.shutdown(socket.SHUT_RDWR)  # wakes the dealer's accept (close alone does not)
         listener.close()
         stop()
