@@ -122,10 +122,14 @@ class LakeTable:
         )
 
     def _align_change_feed(self) -> None:
-        dt = self.delta()
         wanted = _flag(self.contract.change_feed)
-        if dt.metadata().configuration.get(_CHANGE_FEED, "false") != wanted:
-            dt.alter.set_table_properties({_CHANGE_FEED: wanted})
+
+        def align(dt: DeltaTable) -> None:
+            # Checked again on every retry: a process starting beside this one may have aligned it.
+            if dt.metadata().configuration.get(_CHANGE_FEED, "false") != wanted:
+                dt.alter.set_table_properties({_CHANGE_FEED: wanted})
+
+        self._with_retries(align)
 
     def delta(self, version: int | datetime | None = None) -> DeltaTable:
         """The underlying DeltaTable, optionally as of a version or a point in time."""
