@@ -134,14 +134,14 @@ class Shape:
         columns: dict[str, list[Any]] = {}
         for leaf in self.leaves:
             sent = None
-            if leaf.columnwise is not None and leaf.field not in hidden:
+            mask = hidden.get(leaf.field)
+            if mask == "null" and leaf.nullable:  # masked away: none of its values is read
+                sent = [None] * len(rows)
+            elif leaf.columnwise is not None and mask is None:
                 arrow = rows.table.column(leaf.column)
                 if arrow.null_count and not leaf.nullable:
                     raise NotPlain(leaf.key)
                 sent = leaf.columnwise(arrow)
-            mask = hidden.get(leaf.field)
-            if mask == "null" and leaf.nullable:  # masked away: none of its values is read
-                sent = [None] * len(rows)
             if sent is None:
                 sent = [leaf.send(v, access, mask) for v in rows.column(leaf.column)]
             columns[leaf.key] = sent
