@@ -383,7 +383,7 @@ def app_from_env() -> Starlette:
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve the API with uvicorn until interrupted; several workers each hold a snapshot and
-    listen with a socket of their own (see `workers.py`).
+    serve the connections the parent hands them (see `workers.py`).
 
     GraphiQL's files are fetched on first use, so the page works without a CDN.
     """

@@ -123,8 +123,12 @@ def _hand_out(
                 i for i in (*range(turn, len(outboxes)), *range(turn)) if open_now[i] == fewest
             )
             turn = (chosen + 1) % len(outboxes)
+            try:
+                socket.send_fds(outboxes[chosen], [b"c"], [connection.fileno()])
+            except OSError as exc:  # a worker gone: run_workers sees it and stops the others
+                log.warning("handing a connection to worker %d failed (%s)", chosen, exc)
+                continue
             handed[chosen] += 1
-            socket.send_fds(outboxes[chosen], [b"c"], [connection.fileno()])
 
 
 def run_workers(factory: str, host: str, port: int, workers: int) -> None:
@@ -153,6 +157,10 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
     dealer.start()
 
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        # New connections first: a stopping worker handed one more would wait for it to close.
+        if not stopping.is_set():
+            stopping.set()
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the dealer's accept (close alone does not)
         for process in processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests it is serving
@@ -161,10 +169,8 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
     try:
         wait([p.sentinel for p in processes])
     finally:
-        stopping.set()
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the dealer's accept (close alone does not)
-        listener.close()
         stop()
+        listener.close()
         for process in processes:
             process.join()
         dealer.join(5)
