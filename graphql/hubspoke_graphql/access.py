@@ -9,7 +9,6 @@ without pii. A masked pii value is null, or a stable keyed hash where the contra
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -43,6 +42,7 @@ class ApiKeys:
 
     roles_by_digest: Mapping[str, str]
     mask_secret: bytes
+    """Key of the masking hash (at most 64 bytes)."""
 
     def role_of(self, key: str | None) -> str | None:
         """The role of `key`, or None when it is not a key of this API."""
@@ -75,7 +75,8 @@ def load_keys(path: Path, known_roles: Iterable[str]) -> ApiKeys:
                 f" keys need at least {MIN_KEY_LENGTH}"
             )
         digests[_digest(key)] = role
-    return ApiKeys(digests, secret.encode())
+    # BLAKE2b takes keys of up to 64 bytes: a secret of any length is hashed down to one.
+    return ApiKeys(digests, hashlib.sha256(secret.encode()).digest())
 
 
 def create_keys_file(path: Path, key_roles: Iterable[str] = (ADMIN, ANALYST)) -> dict[str, str]:
@@ -130,5 +131,18 @@ class Access:
         """The masked form of a pii value."""
         if value is None or mode == "null":
             return None
-        digest = hmac.digest(self.mask_secret, str(value).encode(), "sha256").hex()
-        return f"hash:{digest[:32]}"
+        return _keyed_hash(self.mask_secret, value)
+
+    def mask_all(self, mode: str, values: Iterable[Any]) -> list[Any]:
+        """The masked form of each of `values` (a column of a page)."""
+        if mode == "null":
+            return [None for _ in values]
+        secret = self.mask_secret
+        return [None if v is None else _keyed_hash(secret, v) for v in values]
+
+
+def _keyed_hash(secret: bytes, value: Any) -> str:
+    # Keyed BLAKE2b is a MAC in one C call: a third of HMAC-SHA256's cost through the hmac
+    # module, which a page with two hashed columns paid 200 times.
+    digest = hashlib.blake2b(str(value).encode(), key=secret, digest_size=16).hexdigest()
+    return f"hash:{digest}"

@@ -65,7 +65,7 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
     sent: list[str | None] = []
     try:
         # `datetime.isoformat()` of each UTC instant, inlined: a call per value was a tenth of it.
-        for micros in column.cast(pa.int64()).to_pylist():
+        for micros in _micros(column):
             if micros is None:
                 sent.append(None)
                 continue
@@ -80,6 +80,11 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
     return sent
 
 
+def _micros(column: pa.ChunkedArray) -> list[int | None]:
+    # A timestamp's storage is its int64 count: a view of each chunk is half the cost of a cast.
+    return [m for chunk in column.chunks for m in chunk.view(pa.int64()).to_pylist()]
+
+
 @functools.lru_cache(maxsize=4096)
 def _iso_date(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).isoformat()
@@ -91,6 +96,9 @@ def _clock() -> list[str]:
     # three divisions and a formatted string per value (100 values: 148 -> 55 us).
     return [f"T{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
 
+
+TEXT_SCALARS = frozenset({"String", "ID"})
+"""Scalars that send a str as it is."""
 
 SERIALIZERS: dict[str, Serializer] = {
     "String": _strings,

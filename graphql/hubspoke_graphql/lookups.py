@@ -51,7 +51,7 @@ from hubspoke_graphql import reads, wide
 from hubspoke_graphql.access import Access
 from hubspoke_graphql.arguments import Converters
 from hubspoke_graphql.audit import fields_of
-from hubspoke_graphql.columns import SERIALIZERS, Serializer
+from hubspoke_graphql.columns import SERIALIZERS, TEXT_SCALARS, Serializer
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.limits import CACHE_SIZE, MAX_KEY_LENGTH, REQUEST_TIMEOUT_S
 from hubspoke_graphql.schema import Connection, LakeSchema, Page
@@ -80,6 +80,8 @@ class Leaf:
     nullable: bool
     columnwise: Serializer | None
     """The scalar's serialization of a whole Arrow column, where one reproduces it."""
+    text: bool
+    """Whether the scalar sends a str as it is (String, ID), a hash mask included."""
 
     def send(self, value: Any, access: Access, mask: str | None) -> Any:
         """`value` as the executor sends it, masked (`null` or `hash`) when the role may not
@@ -137,6 +139,10 @@ class Shape:
             mask = hidden.get(leaf.field)
             if mask == "null" and leaf.nullable:  # masked away: none of its values is read
                 sent = [None] * len(rows)
+            elif mask == "hash" and leaf.text:
+                sent = access.mask_all(mask, rows.column(leaf.column))
+                if not leaf.nullable and None in sent:
+                    raise NotPlain(leaf.key)
             elif leaf.columnwise is not None and mask is None:
                 arrow = rows.table.column(leaf.column)
                 if arrow.null_count and not leaf.nullable:
@@ -487,6 +493,7 @@ def _shape(
                     scalar.serialize,  # type: ignore[union-attr]
                     not isinstance(field.type, GraphQLNonNull),
                     SERIALIZERS.get(scalar.name),
+                    scalar.name in TEXT_SCALARS,
                 )
             )
         elif name in entity.extensions and node.selection_set is not None:

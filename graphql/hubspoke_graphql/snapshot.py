@@ -125,10 +125,25 @@ class _Watched:
         self.table = table
         self._dt: DeltaTable | None = None
         self._log_dir: tuple[int, int] | None = None
+        self._progress: dict[str, tuple[int, int]] = {}
+        """App id -> (Delta version, its transaction version there), as last read."""
 
     def forget(self) -> None:
         """Reopen the table at the next `latest`."""
         self._dt = None
+
+    def progress(self, app: str) -> int:
+        """The transaction version `app` committed up to the snapshot `latest` returned (0 for
+        none), read from the log once per Delta version: each read costs ~0.4 ms, and a server
+        checks every table forty times a second."""
+        dt = self._dt
+        if dt is None:
+            return 0
+        version = dt.version()
+        known = self._progress.get(app)
+        if known is None or known[0] != version:
+            known = self._progress[app] = (version, dt.transaction_version(app) or 0)
+        return known[1]
 
     def latest(self) -> DeltaTable | None:
         """The table as of its newest commit, or None while it does not exist."""
@@ -148,6 +163,7 @@ class _Watched:
         else:
             self._dt = _delta(self.table)
             self._log_dir = log_dir
+            self._progress.clear()  # a new log may reuse the old one's version numbers
         return self._dt
 
 
@@ -297,14 +313,17 @@ class Snapshot:
         # The identity tables' state is read before the log's: the log is committed before each
         # merge, so the log read next always holds every batch a merge seen here contains.
         identity_dts = {f.table.name: f.watched.latest() for f in self._followed}
-        identity_state = {name: _delta_state(dt) for name, dt in identity_dts.items()}
+        identity_state = {
+            f.table.name: (_version(identity_dts[f.table.name]), f.watched.progress(PROJECTION_APP))
+            for f in self._followed
+        }
         reload_ids = [
             f
             for f in self._followed
             if not self._explained(f, identity_dts[f.table.name], *identity_state[f.table.name])
         ]
         log_dt = self._log.latest()
-        logged = (log_dt.transaction_version(INGEST_APP) or 0) if log_dt is not None else 0
+        logged = self._log.progress(INGEST_APP)
         log_version = log_dt.version() if log_dt is not None else None
         # A full load holds the batches up to the table's projection progress; the log has the rest.
         starts = {
@@ -568,10 +587,3 @@ def _delta(table: LakeTable) -> DeltaTable | None:
 
 def _version(dt: DeltaTable | None) -> int | None:
     return None if dt is None else dt.version()
-
-
-def _delta_state(dt: DeltaTable | None) -> tuple[int | None, int]:
-    """An identity table's Delta version and its projection progress, from one snapshot."""
-    if dt is None:
-        return None, 0
-    return dt.version(), dt.transaction_version(PROJECTION_APP) or 0

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hubspoke_graphql.access import Access, load_keys
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REQUEST_TIMEOUT_S
 
@@ -85,6 +89,20 @@ def test_hashes_differ_between_people(query: Query, live_ids: list[str]) -> None
     text = "{ customers(first: 20) { nodes { email } } }"
     emails = [n["email"] for n in query(text, role="analyst")["data"]["customers"]["nodes"]]
     assert len(set(emails)) == len(emails)
+
+
+def test_mask_hashes_are_keyed_by_the_secret_of_any_length(tmp_path: Path) -> None:
+    hashes = {}
+    for secret in ("", "s3cret", "x" * 500):
+        path = tmp_path / f"keys-{len(secret)}.json"
+        path.write_text(json.dumps({"keys": {"k" * 24: "analyst"}, "mask_secret": secret}))
+        access = Access("analyst", load_keys(path, ["analyst"]).mask_secret)
+        hashes[secret] = access.mask("hash", "ada@example.com")
+        assert access.mask("hash", "ada@example.com") == hashes[secret]  # stable
+        assert access.mask_all("hash", ["ada@example.com", None]) == [hashes[secret], None]
+        assert access.mask_all("null", ["ada@example.com"]) == [None]
+    assert len(set(hashes.values())) == 3
+    assert all(re.fullmatch("hash:[0-9a-f]{32}", h) for h in hashes.values())
 
 
 def test_filtering_or_sorting_on_masked_fields_is_refused(query: Query) -> None:

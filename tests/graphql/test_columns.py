@@ -42,6 +42,21 @@ def test_a_column_serializes_as_its_values_would(scalar: str, data: st.DataObjec
     _expect_same(scalar, column)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    raw=st.lists(st.none() | micros, min_size=1, max_size=12),
+    cut=st.integers(0, 12),
+    start=st.integers(0, 3),
+)
+def test_a_sliced_timestamp_column_of_several_chunks_serializes_as_its_values_would(
+    raw: list, cut: int, start: int
+) -> None:
+    stamps = pa.array(raw, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    # As a page holds them: taken rows, trimmed to the page by a zero-copy slice.
+    column = pa.chunked_array([stamps[:cut], stamps[cut:]], stamps.type).slice(start)
+    _expect_same("DateTime", column)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     scale=st.integers(0, 9),
