@@ -47,7 +47,7 @@ from hubspoke_graphql.lookups import Lookups
 from hubspoke_graphql.schema import LakeSchema, build_schema
 from hubspoke_graphql.snapshot import Snapshot, View
 from hubspoke_graphql.timetravel import TimeTravel
-from hubspoke_graphql.workers import run_workers
+from hubspoke_graphql.workers import parent_outbox, run_workers
 from lake_schema import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     time_travel = TimeTravel(lake, snapshot.query_hooks)
     audit_table = lake.table(AUDIT_TABLE)
     audit_table.create_if_missing()
-    audit = AuditLog(audit_table)
+    # In a worker of several, the parent writes the audit log (see workers.py).
+    audit = AuditLog(audit_table, outbox=parent_outbox())
     introspection = set(settings.introspection_roles)
     ide_html = offline_page(settings.graphiql_assets) if introspection else None
     graphql_app = LakeGraphQL(build_schema(catalog), snapshot, time_travel, audit, ide_html)
@@ -396,6 +397,11 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
             create_app(settings), host=host, port=port, log_level="warning", access_log=False
         )
         return
-    create_app(settings)  # fail here, with a clear error, rather than in every worker
+    # Built here to fail with a clear error rather than in every worker; its audit log writes
+    # the records the workers hand over.
+    audit = create_app(settings).state.audit
     os.environ["HUBSPOKE_HOME"] = str(settings.home.resolve())
-    run_workers("hubspoke_graphql.app:app_from_env", host, port, workers)
+    try:
+        run_workers("hubspoke_graphql.app:app_from_env", host, port, workers, audit.take)
+    finally:
+        audit.close()

@@ -4,6 +4,11 @@ Records hold the role (never the key), the operation name, the fields selected a
 of the customers answered about, never a value read. They are appended every second or every
 FLUSH_RECORDS records, whichever comes first, and on shutdown: one Delta commit per flush
 instead of one per request.
+
+With several server processes, each worker hands its records to the parent every
+FORWARD_INTERVAL_S and the parent alone writes the table. A flush (opening the table, writing a
+file, committing, a checkpoint every 100 commits) costs 20-100 ms of CPU; done in a worker, its
+requests waited for it: by id, 7% of the throughput and a quarter of the p99 latency.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +34,7 @@ from lake_schema import Contract
 AUDIT_TABLE = "api_audit_log"
 FLUSH_INTERVAL_S = 1.0
 FLUSH_RECORDS = 5000
+FORWARD_INTERVAL_S = 0.1
 log = logging.getLogger(__name__)
 
 
@@ -44,11 +50,24 @@ def reads_of(lake: Lake, customer_id: str) -> list[dict[str, Any]]:
     return sorted(found.to_pylist(), key=lambda r: r["at"])
 
 
-class AuditLog:
-    """Buffers audit records in memory and appends them to the Delta table in the background."""
+class Outbox(Protocol):
+    """Where a worker's records go for another process to write (a multiprocessing queue)."""
 
-    def __init__(self, table: LakeTable, interval: float = FLUSH_INTERVAL_S) -> None:
+    def put(self, batch: _Pending) -> None:
+        """Send one batch of records."""
+
+
+class AuditLog:
+    """Buffers audit records in memory and appends them to the Delta table in the background,
+    or hands them to `outbox` when another process writes the table."""
+
+    def __init__(
+        self, table: LakeTable, interval: float | None = None, outbox: Outbox | None = None
+    ) -> None:
         self.table = table
+        self._outbox = outbox
+        if interval is None:
+            interval = FLUSH_INTERVAL_S if outbox is None else FORWARD_INTERVAL_S
         self._interval = interval
         self._pending = _Pending()
         self._lock = threading.Lock()
@@ -87,12 +106,24 @@ class AuditLog:
         if full:
             self._wake.set()
 
+    def take(self, batch: _Pending) -> None:
+        """Queue the records another process handed over, in its order."""
+        if self._thread is None:
+            self.start()
+        with self._lock:
+            self._pending.extend(batch)
+            full = len(self._pending) >= FLUSH_RECORDS
+        if full:
+            self._wake.set()
+
     def flush(self) -> int:
-        """Append every queued record now; returns how many were written."""
+        """Append every queued record now (or hand them to the outbox); returns how many."""
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = self._pending, _Pending()
-            if rows:
+            if rows and self._outbox is not None:
+                self._outbox.put(rows)
+            elif rows:
                 try:
                     self.table.append(rows.to_arrow(self.table.contract), step="audit")
                 except BaseException:

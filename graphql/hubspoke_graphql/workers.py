@@ -9,6 +9,9 @@ by address hash, which is no better than chance: five runs split them 11/5, 10/6
 against 79 ms at 10/6). Here the parent process accepts every connection and passes it (the
 file descriptor, over a Unix socket) to the worker with the fewest open connections, counted
 from what it handed out and what the workers report closed: 16 clients split 8/8 every time.
+
+Work that is no request's (writing the audit log) goes back to the parent through
+`parent_outbox`, so that it does not share a worker's interpreter with the requests.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
@@ -31,6 +34,17 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 2048
 ACCEPT_RETRY_S = 0.1
+DRAIN_TIMEOUT_S = 10.0
+"""How long the parent waits, once the workers are gone, for the messages they sent last."""
+
+_outbox: Any = None
+"""In a worker: the queue to the parent process."""
+
+
+def parent_outbox() -> Any:
+    """In a worker of `run_workers`, the queue whose messages the parent hands to its
+    `on_message`; None in any other process."""
+    return _outbox
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -91,7 +105,11 @@ class _HandedServer(uvicorn.Server):
         return lambda: Counted(config=self.config, server_state=server_state, app_state=app_state)
 
 
-def _worker(factory: str, inbox: socket.socket, closed: MutableSequence[int], index: int) -> None:
+def _worker(
+    factory: str, inbox: socket.socket, closed: MutableSequence[int], index: int, outbox: Any
+) -> None:
+    global _outbox
+    _outbox = outbox  # before the factory builds the app, which asks for it
     config = uvicorn.Config(factory, factory=True, log_level="warning", access_log=False)
     _HandedServer(config, inbox, closed, index).run()
 
@@ -131,17 +149,44 @@ def _hand_out(
             handed[chosen] += 1
 
 
-def run_workers(factory: str, host: str, port: int, workers: int) -> None:
+def _receive(outbox: Any, on_message: Callable[[Any], None]) -> None:
+    for message in iter(outbox.get, None):
+        try:
+            on_message(message)
+        except Exception:  # one message that fails must not stop the others
+            log.exception("handling a message from a worker failed")
+
+
+def run_workers(
+    factory: str,
+    host: str,
+    port: int,
+    workers: int,
+    on_message: Callable[[Any], None] | None = None,
+) -> None:
     """Serve the ASGI app `factory` ("module:function") from `workers` processes until
-    interrupted; when one worker dies the others are stopped and the error is raised."""
+    interrupted; when one worker dies the others are stopped and the error is raised.
+
+    What a worker puts on `parent_outbox()` is handed to `on_message` in a thread of this
+    process, in the order each worker sent it, until the workers are gone.
+    """
     listener = listening_socket(host, port)
     context = multiprocessing.get_context("spawn")
     closed = context.RawArray("q", workers)
+    outbox = context.Queue() if on_message is not None else None
     pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(workers)]
     processes = [
-        context.Process(target=_worker, args=(factory, theirs, closed, n), name=f"api-worker-{n}")
+        context.Process(
+            target=_worker, args=(factory, theirs, closed, n, outbox), name=f"api-worker-{n}"
+        )
         for n, (_, theirs) in enumerate(pairs)
     ]
+    receiver = None
+    if outbox is not None and on_message is not None:
+        receiver = threading.Thread(
+            target=_receive, args=(outbox, on_message), name="api-outbox", daemon=True
+        )
+        receiver.start()
     for process in processes:
         process.start()
     for _, theirs in pairs:
@@ -174,8 +219,11 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
         for process in processes:
             process.join()
         dealer.join(5)
-        for outbox in outboxes:
-            outbox.close()
+        for handing in outboxes:
+            handing.close()
+        if outbox is not None and receiver is not None:
+            outbox.put(None)  # behind everything the workers sent before they exited
+            receiver.join(DRAIN_TIMEOUT_S)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     failed = [p for p in processes if p.exitcode not in (0, -signal.SIGTERM)]

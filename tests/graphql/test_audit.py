@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import queue
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +115,29 @@ def test_records_are_flushed_in_the_background_and_on_close(tmp_path: Path) -> N
     audit.close()
     assert table.count() == 5
     assert table.version() <= versions + 1  # one commit for the records of a flush
+
+
+def test_a_worker_hands_its_records_over_and_the_writer_keeps_their_order(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path, load_catalog())
+    table = lake.table(AUDIT_TABLE)
+    table.create_if_missing()
+    sent: queue.Queue[Any] = queue.Queue()
+    worker = AuditLog(table, outbox=sent)
+    writer = AuditLog(table, interval=3600)
+    _record(worker, 3)
+    assert worker.flush() == 3
+    _record(worker, 2)
+    worker.close()
+    assert table.count() == 0  # a worker never writes the table itself
+    while not sent.empty():  # as a process boundary carries them
+        writer.take(pickle.loads(pickle.dumps(sent.get())))
+    writer.close()
+    rows = table.read().to_pylist()
+    assert [r["operation"] for r in rows] == ["Op0", "Op1", "Op2", "Op0", "Op1"]
+    assert [r["customer_ids"] for r in rows] == [["c0"], ["c1"], ["c2"], ["c0"], ["c1"]]
+    assert all(r["fields"] == ["Query.customer"] for r in rows)
 
 
 def test_a_failed_flush_keeps_its_records_for_the_next(

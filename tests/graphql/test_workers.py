@@ -3,6 +3,7 @@ worker with the fewest open, and stopping together."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -13,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
+from hubspoke_graphql.audit import AUDIT_TABLE
 from hubspoke_graphql.workers import run_workers
 
 from hubspoke.stack import Stack
@@ -74,6 +77,30 @@ def test_workers_answer_on_one_port_and_stop_together(
     assert not any(Path(f"/proc/{p}").exists() and _alive(p) for p in workers)
 
 
+def test_the_parent_writes_every_worker_s_audit_records_and_loses_none_on_stop(
+    stack: Stack, api_keys: dict[str, str]
+) -> None:
+    key = api_keys["analyst"]
+    query = "query Counted { customers(first: 1) { nodes { id } } }"
+    table = stack.lake.table(AUDIT_TABLE)
+    with _two_workers(stack, key) as (port, workers):
+        time.sleep(0.5)  # the probe's close reaches the dealer's count
+        # Two keep-alive clients at once, one on each worker, ten requests each.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        try:
+            for _ in range(10):
+                for client in clients:
+                    _ask(client, port, key, query)
+            assert {_serving_worker(c, workers) for c in clients} == set(workers)
+        finally:
+            for client in clients:
+                client.close()
+    # Stopped right after the last answer: what the workers held went to the parent first.
+    counted = table.read(where=pl.col("operation") == "Counted")
+    assert counted.num_rows == 20
+    assert set(counted["role"].to_pylist()) == {"analyst"}
+
+
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
@@ -117,15 +144,15 @@ def _socket_inodes(pid: int) -> set[str]:
     return found
 
 
-def _ask(connection: socket.socket, port: int, key: str) -> None:
-    body = b'{"query": "{ __typename }"}'
+def _ask(connection: socket.socket, port: int, key: str, query: str = "{ __typename }") -> None:
+    body = json.dumps({"query": query}).encode()
     connection.sendall(
         f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
         f"\r\nX-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
     answer = b""
-    while b"__typename" not in answer:
+    while b'"data"' not in answer or not answer.endswith(b"}"):
         chunk = connection.recv(65536)
         assert chunk, answer
         answer += chunk
