@@ -28,7 +28,6 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 """GraphQL's Int is 32-bit: graphql-core refuses anything outside."""
 _DECIMAL_MAX_SCALE = 6
 """str(Decimal) switches to exponent notation below 1e-6 (0E-7); Arrow never does."""
-_DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 
 
@@ -69,12 +68,14 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
             if micros is None:
                 sent.append(None)
                 continue
-            day, rest = divmod(micros, _DAY_US)
-            second, micro = divmod(rest, 1_000_000)
-            if micro:
-                sent.append(f"{iso_date(day)}{clock[second]}.{micro:06d}+00:00")
-            else:
-                sent.append(f"{iso_date(day)}{clock[second]}+00:00")
+            # Seconds first: the second division then works on smaller numbers.
+            seconds, micro = divmod(micros, 1_000_000)
+            day, second = divmod(seconds, 86_400)
+            sent.append(
+                f"{iso_date(day)}{clock[second]}.{micro:06d}+00:00"
+                if micro
+                else f"{iso_date(day)}{clock[second]}+00:00"
+            )
     except OverflowError:  # beyond the years datetime holds: left to the value-by-value path
         return None
     return sent
@@ -82,7 +83,10 @@ def _datetimes(column: pa.ChunkedArray) -> list[Any] | None:
 
 def _micros(column: pa.ChunkedArray) -> list[int | None]:
     # A timestamp's storage is its int64 count: a view of each chunk is half the cost of a cast.
-    return [m for chunk in column.chunks for m in chunk.view(pa.int64()).to_pylist()]
+    micros: list[int | None] = []
+    for chunk in column.chunks:
+        micros += chunk.view(pa.int64()).to_pylist()
+    return micros
 
 
 @functools.lru_cache(maxsize=4096)
