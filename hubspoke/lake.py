@@ -315,9 +315,8 @@ class LakeTable:
             ).when_not_matched_insert(updates=cols, predicate=live)
             if listed is not None:
                 # Rows absent from the source whose key is listed; unheld keys match nothing.
-                listing = ", ".join(_sql_literal(k) for k in listed.to_pylist())
                 builder = builder.when_not_matched_by_source_delete(
-                    predicate=f"t.{keys[0]} IN ({listing})"
+                    predicate=sql_in(f"t.{keys[0]}", listed.to_pylist())
                 )
             metrics = builder.execute()
             return metrics | {"version": dt.version() if dt.version() != before else None}
@@ -513,9 +512,8 @@ class LakeTable:
 
 
 def sql_in(column: str, values: Sequence[str]) -> str:
-    """A `column IN (...)` predicate for Delta deletes, the values quoted as string literals."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"{column} IN ({quoted})"
+    """A `column IN (...)` Delta predicate (deletes, merge clauses), values quoted as literals."""
+    return f"{column} IN ({', '.join(_sql_literal(v) for v in values)})"
 
 
 def _last_checkpoint(path: Path) -> int | None:

@@ -108,6 +108,7 @@ def test_change_feed_follows_the_contract(tmp_path: Path) -> None:
     with_feed = LakeTable(contract, tmp_path / "u")
     with_feed.create_if_missing()
     with_feed.upsert(_rows("a"), delete_keys=[])
+    with_feed.upsert(_rows("a"), delete_keys=[])  # an update: its before and after images
     version = with_feed.version()
     dropped = LakeTable(contract.model_copy(update={"change_feed": False}), with_feed.path)
     dropped.create_if_missing()
@@ -115,5 +116,6 @@ def test_change_feed_follows_the_contract(tmp_path: Path) -> None:
     assert dropped.version() == version + 1
     assert dropped.delta().metadata().configuration["delta.enableChangeDataFeed"] == "false"
     kept = set((dropped.path / "_change_data").rglob("*.parquet"))  # from the feed's days
+    assert kept
     dropped.upsert(_rows("a", "d"), delete_keys=[])
     assert set((dropped.path / "_change_data").rglob("*.parquet")) == kept
