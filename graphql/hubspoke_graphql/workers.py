@@ -150,7 +150,14 @@ def _hand_out(
 
 
 def _receive(outbox: Any, on_message: Callable[[Any], None]) -> None:
-    for message in iter(outbox.get, None):
+    while True:
+        try:
+            message = outbox.get()
+        except (EOFError, OSError, ValueError):  # a worker killed mid-message: nothing more
+            log.exception("reading the workers' messages failed; later ones are lost")
+            return
+        if message is None:
+            return
         try:
             on_message(message)
         except Exception:  # one message that fails must not stop the others
