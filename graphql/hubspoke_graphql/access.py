@@ -25,6 +25,8 @@ ADMIN = "admin"
 ANALYST = "analyst"
 MIN_KEY_LENGTH = 24
 """Shorter keys are refused when the keys file is read: they could be guessed."""
+MIN_SECRET_LENGTH = 16
+"""Shorter masking secrets are refused likewise."""
 
 
 def roles(catalog: Catalog) -> list[str]:
@@ -62,6 +64,12 @@ def load_keys(path: Path, known_roles: Iterable[str]) -> ApiKeys:
             f"HUBSPOKE_API_KEYS_FILE={path}: cannot read it ({exc}); expected JSON like"
             ' {"keys": {"<key>": "analyst"}, "mask_secret": "<random text>"}'
         ) from None
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        # A short or missing secret makes masked values a dictionary attack away from the pii.
+        raise ConfigError(
+            f"HUBSPOKE_API_KEYS_FILE={path}: mask_secret needs at least {MIN_SECRET_LENGTH}"
+            " characters of random text (`hubspoke init` writes one)"
+        )
     accepted = set(known_roles)
     digests = {}
     for key, role in keys.items():

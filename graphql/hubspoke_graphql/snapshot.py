@@ -134,8 +134,8 @@ class _Watched:
 
     def progress(self, app: str) -> int:
         """The transaction version `app` committed up to the snapshot `latest` returned (0 for
-        none), read from the log once per Delta version: each read costs ~0.4 ms, and a server
-        checks every table forty times a second."""
+        none), read from the log once per Delta version: each read costs ~0.4 ms, and a worker
+        checks the lake about 13 times a second."""
         dt = self._dt
         if dt is None:
             return 0

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, MutableSequence
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
@@ -37,12 +37,12 @@ ACCEPT_RETRY_S = 0.1
 DRAIN_TIMEOUT_S = 10.0
 """How long the parent waits, once the workers are gone, for the messages they sent last."""
 
-_outbox: Any = None
-"""In a worker: the queue to the parent process."""
+_outbox: Connection | None = None
+"""In a worker: the write end of its pipe to the parent process."""
 
 
-def parent_outbox() -> Any:
-    """In a worker of `run_workers`, the queue whose messages the parent hands to its
+def parent_outbox() -> Connection | None:
+    """In a worker of `run_workers`, the pipe whose messages (`send`) the parent hands to its
     `on_message`; None in any other process."""
     return _outbox
 
@@ -106,7 +106,11 @@ class _HandedServer(uvicorn.Server):
 
 
 def _worker(
-    factory: str, inbox: socket.socket, closed: MutableSequence[int], index: int, outbox: Any
+    factory: str,
+    inbox: socket.socket,
+    closed: MutableSequence[int],
+    index: int,
+    outbox: Connection | None,
 ) -> None:
     global _outbox
     _outbox = outbox  # before the factory builds the app, which asks for it
@@ -149,19 +153,25 @@ def _hand_out(
             handed[chosen] += 1
 
 
-def _receive(outbox: Any, on_message: Callable[[Any], None]) -> None:
-    while True:
-        try:
-            message = outbox.get()
-        except (EOFError, OSError, ValueError):  # a worker killed mid-message: nothing more
-            log.exception("reading the workers' messages failed; later ones are lost")
-            return
-        if message is None:
-            return
-        try:
-            on_message(message)
-        except Exception:  # one message that fails must not stop the others
-            log.exception("handling a message from a worker failed")
+def _receive(pipes: list[Connection], on_message: Callable[[Any], None]) -> None:
+    """Hand every message the workers send to `on_message` until each pipe reaches its end."""
+    open_pipes = list(pipes)
+    while open_pipes:
+        for pipe in wait(open_pipes):
+            assert isinstance(pipe, Connection)
+            try:
+                message = pipe.recv()
+            except EOFError:  # the worker is gone, and all it sent was read
+                open_pipes.remove(pipe)
+                continue
+            except Exception:  # a worker killed mid-message: no whole message follows
+                log.exception("reading a worker's messages failed; the rest of them are lost")
+                open_pipes.remove(pipe)
+                continue
+            try:
+                on_message(message)
+            except Exception:  # one message that fails must not stop the others
+                log.exception("handling a message from a worker failed")
 
 
 def run_workers(
@@ -174,30 +184,39 @@ def run_workers(
     """Serve the ASGI app `factory` ("module:function") from `workers` processes until
     interrupted; when one worker dies the others are stopped and the error is raised.
 
-    What a worker puts on `parent_outbox()` is handed to `on_message` in a thread of this
-    process, in the order each worker sent it, until the workers are gone.
+    What a worker sends on `parent_outbox()` is handed to `on_message` in a thread of this
+    process, in the order the worker sent it, until the workers are gone. Each worker has a pipe
+    of its own, written synchronously: what a worker sent before exiting is read, and one
+    killed mid-message loses only its own last message.
     """
     listener = listening_socket(host, port)
     context = multiprocessing.get_context("spawn")
     closed = context.RawArray("q", workers)
-    outbox = context.Queue() if on_message is not None else None
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)] if on_message else []
     pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(workers)]
     processes = [
         context.Process(
-            target=_worker, args=(factory, theirs, closed, n, outbox), name=f"api-worker-{n}"
+            target=_worker,
+            args=(factory, theirs, closed, n, pipes[n][1] if pipes else None),
+            name=f"api-worker-{n}",
         )
         for n, (_, theirs) in enumerate(pairs)
     ]
-    receiver = None
-    if outbox is not None and on_message is not None:
-        receiver = threading.Thread(
-            target=_receive, args=(outbox, on_message), name="api-outbox", daemon=True
-        )
-        receiver.start()
     for process in processes:
         process.start()
     for _, theirs in pairs:
         theirs.close()
+    receiver = None
+    if on_message is not None:
+        for _, writer in pipes:
+            writer.close()  # the workers hold the write ends: a pipe ends when its worker exits
+        receiver = threading.Thread(
+            target=_receive,
+            args=([reader for reader, _ in pipes], on_message),
+            name="api-outbox",
+            daemon=True,
+        )
+        receiver.start()
     outboxes = [ours for ours, _ in pairs]
     stopping = threading.Event()
     dealer = threading.Thread(
@@ -228,9 +247,10 @@ def run_workers(
         dealer.join(5)
         for handing in outboxes:
             handing.close()
-        if outbox is not None and receiver is not None:
-            outbox.put(None)  # behind everything the workers sent before they exited
+        if receiver is not None:
             receiver.join(DRAIN_TIMEOUT_S)
+            if receiver.is_alive():
+                log.warning("workers' messages still unread after %s s", DRAIN_TIMEOUT_S)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     failed = [p for p in processes if p.exitcode not in (0, -signal.SIGTERM)]

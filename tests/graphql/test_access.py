@@ -16,6 +16,7 @@ from hubspoke_graphql.access import Access, load_keys
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REQUEST_TIMEOUT_S
 
+from hubspoke.config import ConfigError
 from hubspoke.stack import Stack
 
 Query = Callable[..., dict[str, Any]]
@@ -93,7 +94,7 @@ def test_hashes_differ_between_people(query: Query, live_ids: list[str]) -> None
 
 def test_mask_hashes_are_keyed_by_the_secret_of_any_length(tmp_path: Path) -> None:
     hashes = {}
-    for secret in ("", "s3cret", "x" * 500):
+    for secret in ("s3cret-s3cret-s3", "x" * 16, "x" * 500):
         path = tmp_path / f"keys-{len(secret)}.json"
         path.write_text(json.dumps({"keys": {"k" * 24: "analyst"}, "mask_secret": secret}))
         access = Access("analyst", load_keys(path, ["analyst"]).mask_secret)
@@ -103,6 +104,11 @@ def test_mask_hashes_are_keyed_by_the_secret_of_any_length(tmp_path: Path) -> No
         assert access.mask_all("null", ["ada@example.com"]) == [None]
     assert len(set(hashes.values())) == 3
     assert all(re.fullmatch("hash:[0-9a-f]{32}", h) for h in hashes.values())
+    for weak in ({"mask_secret": "short"}, {}):  # a guessable key would unmask by dictionary
+        path = tmp_path / "weak.json"
+        path.write_text(json.dumps({"keys": {"k" * 24: "analyst"}, **weak}))
+        with pytest.raises(ConfigError, match="mask_secret needs at least 16 characters"):
+            load_keys(path, ["analyst"])
 
 
 def test_filtering_or_sorting_on_masked_fields_is_refused(query: Query) -> None:

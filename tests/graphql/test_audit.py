@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
-import queue
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,16 +122,18 @@ def test_a_worker_hands_its_records_over_and_the_writer_keeps_their_order(
     lake = Lake(tmp_path, load_catalog())
     table = lake.table(AUDIT_TABLE)
     table.create_if_missing()
-    sent: queue.Queue[Any] = queue.Queue()
+    received, sent = multiprocessing.Pipe(duplex=False)
     worker = AuditLog(table, outbox=sent)
     writer = AuditLog(table, interval=3600)
     _record(worker, 3)
     assert worker.flush() == 3
     _record(worker, 2)
-    worker.close()
+    worker.close()  # what it still held is sent before close returns
+    sent.close()
     assert table.count() == 0  # a worker never writes the table itself
-    while not sent.empty():  # as a process boundary carries them
-        writer.take(pickle.loads(pickle.dumps(sent.get())))
+    with pytest.raises(EOFError):  # every batch, then the end of the worker's pipe
+        while True:
+            writer.take(received.recv())
     writer.close()
     rows = table.read().to_pylist()
     assert [r["operation"] for r in rows] == ["Op0", "Op1", "Op2", "Op0", "Op1"]

@@ -4,6 +4,7 @@ worker with the fewest open, and stopping together."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -36,9 +37,9 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def _two_workers(stack: Stack, key: str) -> Iterator[tuple[int, list[int]]]:
+def _two_workers(stack: Stack, key: str, *, clean: bool = True) -> Iterator[tuple[int, list[int]]]:
     """`serve --workers 2` on a free port once it answers: the port and the worker processes.
-    Stopped with SIGTERM afterwards; it must exit cleanly."""
+    Stopped with SIGTERM afterwards; it must exit within a minute, cleanly unless not `clean`."""
     port = _free_port()
     command = [sys.executable, "-m", "hubspoke.cli", "serve", "--port", str(port)]
     server = subprocess.Popen(
@@ -59,7 +60,7 @@ def _two_workers(stack: Stack, key: str) -> Iterator[tuple[int, list[int]]]:
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(60)
-    assert code == 0
+    assert (code == 0) == clean, code
 
 
 def test_workers_answer_on_one_port_and_stop_together(
@@ -99,6 +100,21 @@ def test_the_parent_writes_every_worker_s_audit_records_and_loses_none_on_stop(
     counted = table.read(where=pl.col("operation") == "Counted")
     assert counted.num_rows == 20
     assert set(counted["role"].to_pylist()) == {"analyst"}
+
+
+def test_a_killed_worker_stops_the_others_and_the_server_fails(
+    stack: Stack, api_keys: dict[str, str]
+) -> None:
+    key = api_keys["analyst"]
+    with _two_workers(stack, key, clean=False) as (port, workers):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            for _ in range(5):  # records on their way to the parent
+                _ask(client, port, key)
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{workers[1]}").exists() and _alive(workers[1]):  # stopped by the parent
+            assert time.monotonic() < deadline, "the surviving worker was not stopped"
+            time.sleep(0.2)
 
 
 def _cmdline(pid: int) -> str:
