@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -98,20 +98,17 @@ class AuditLog:
             "customer_ids": customer_ids,
             "outcome": outcome,
         }
-        if self._thread is None:
-            self.start()
-        with self._lock:
-            self._pending.add(row)
-            full = len(self._pending) >= FLUSH_RECORDS
-        if full:
-            self._wake.set()
+        self._queue(lambda pending: pending.add(row))
 
     def take(self, batch: _Pending) -> None:
         """Queue the records another process handed over, in its order."""
+        self._queue(lambda pending: pending.extend(batch))
+
+    def _queue(self, add: Callable[[_Pending], None]) -> None:
         if self._thread is None:
             self.start()
         with self._lock:
-            self._pending.extend(batch)
+            add(self._pending)
             full = len(self._pending) >= FLUSH_RECORDS
         if full:
             self._wake.set()

@@ -147,19 +147,26 @@ class _Watched:
 
     def latest(self) -> DeltaTable | None:
         """The table as of its newest commit, or None while it does not exist."""
+        log = self.table.path / "_delta_log"
         try:
-            found = (self.table.path / "_delta_log").stat()
+            found = log.stat()
         except FileNotFoundError:
             self._dt = None
             return None
-        # A table deleted and created again starts a new log that an open snapshot would not
-        # notice (its versions may not exceed the old ones): reopen when the log folder changed.
+        # Reopened when the open snapshot cannot catch up: a table deleted and created again
+        # starts a new log folder (whose versions may not exceed the old ones), and forgetting
+        # history (an erasure) removes every commit before a fresh checkpoint, the open
+        # version's own among them.
         log_dir = (found.st_dev, found.st_ino)
-        if self._dt is not None and log_dir == self._log_dir:
+        dt = self._dt
+        if (
+            dt is not None
+            and log_dir == self._log_dir
+            and (log / f"{dt.version():020d}.json").exists()
+        ):
             # Commits are numbered files: without the next one there is nothing to catch up.
-            upcoming = self.table.path / "_delta_log" / f"{self._dt.version() + 1:020d}.json"
-            if upcoming.exists():
-                self._dt.update_incremental()
+            if (log / f"{dt.version() + 1:020d}.json").exists():
+                dt.update_incremental()
         else:
             self._dt = _delta(self.table)
             self._log_dir = log_dir
