@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 2048
 ACCEPT_RETRY_S = 0.1
+STOP_TIMEOUT_S = 30.0
+"""How long a worker may take to finish its requests once told to stop, before it is killed."""
 DRAIN_TIMEOUT_S = 10.0
 """How long the parent waits, once the workers are gone, for the messages they sent last."""
 
@@ -238,12 +240,18 @@ def run_workers(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        wait([p.sentinel for p in processes])
+        # Until a worker exits or the server is told to stop; the workers' grace period below.
+        while not wait([p.sentinel for p in processes], timeout=0.5) and not stopping.is_set():
+            pass
     finally:
         stop()
         listener.close()
         for process in processes:
-            process.join()
+            process.join(STOP_TIMEOUT_S)
+            if process.is_alive():  # stuck past the grace period: it would hold up the parent
+                log.warning("%s did not stop within %s s; killing it", process.name, STOP_TIMEOUT_S)
+                process.kill()
+                process.join()
         dealer.join(5)
         for handing in outboxes:
             handing.close()

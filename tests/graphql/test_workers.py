@@ -117,6 +117,56 @@ def test_a_killed_worker_stops_the_others_and_the_server_fails(
             time.sleep(0.2)
 
 
+STUCK_APP = """
+import asyncio
+
+
+def app():
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"up"})
+            return
+        while True:  # lifespan
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:  # a shutdown that never ends
+                await asyncio.Event().wait()
+
+    return asgi
+"""
+
+
+def test_a_worker_stuck_in_shutdown_is_killed_and_the_server_fails(tmp_path: Path) -> None:
+    (tmp_path / "stuck.py").write_text(STUCK_APP)
+    port = _free_port()
+    run = (
+        "import hubspoke_graphql.workers as w; w.STOP_TIMEOUT_S = 1;"
+        f" w.run_workers('stuck:app', '127.0.0.1', {port}, 1)"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", run], cwd=tmp_path, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the worker answers: its startup is done
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "up":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the worker never answered"
+            time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert server.returncode != 0
+    assert b"did not stop within 1 s; killing it" in err
+
+
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
