@@ -68,7 +68,7 @@ def load_keys(path: Path, known_roles: Iterable[str]) -> ApiKeys:
         # A short or missing secret makes masked values a dictionary attack away from the pii.
         raise ConfigError(
             f"HUBSPOKE_API_KEYS_FILE={path}: mask_secret needs at least {MIN_SECRET_LENGTH}"
-            " characters of random text (`hubspoke init` writes one)"
+            " characters of random text (the keys file `hubspoke serve` creates holds one)"
         )
     accepted = set(known_roles)
     digests = {}
