@@ -18,7 +18,7 @@ import httpx
 import polars as pl
 import pytest
 from hubspoke_graphql.audit import AUDIT_TABLE
-from hubspoke_graphql.workers import run_workers
+from hubspoke_graphql.workers import PARENT_NICENESS, run_workers
 
 from hubspoke.stack import Stack
 
@@ -75,7 +75,23 @@ def test_workers_answer_on_one_port_and_stop_together(
                 f"http://127.0.0.1:{port}/graphql", json=body, headers=headers, timeout=5
             )
             assert answer.json()["data"]["customers"]["nodes"]
+        # The parent's own work (audit flushes) yields the cores to the workers' requests.
+        parent = _parent(workers[0])
+        assert _niceness(parent) == {PARENT_NICENESS}
+        assert all(_niceness(w) == {os.getpriority(os.PRIO_PROCESS, 0)} for w in workers)
     assert not any(_alive(p) for p in workers)
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _niceness(pid: int) -> set[int]:
+    """The nice values of a process's threads (Linux keeps one per thread)."""
+    return {
+        int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
 
 
 def test_the_parent_writes_every_worker_s_audit_records_and_loses_none_on_stop(
