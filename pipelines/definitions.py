@@ -7,7 +7,12 @@ from pipelines.assets import DOMAIN_ASSETS, SIDE_TABLE_SPECS, ingest_identity_ev
 from pipelines.checks import CONVERGENCE_CHECKS, RECONCILIATION_CHECKS
 from pipelines.erasure import erasure_job
 from pipelines.jobs import DOMAIN_SYNC_JOBS, identity_ingestion_job
-from pipelines.maintenance import build_upkeep_schedules, lake_maintenance_job, retention_job
+from pipelines.maintenance import (
+    audit_log_compaction_job,
+    build_upkeep_schedules,
+    lake_maintenance_job,
+    retention_job,
+)
 from pipelines.quality import QUALITY_CHECKS, hourly_lake_checks, lake_checks_job
 from pipelines.resources import HubspokeResource
 from pipelines.schedules import build_nightly_syncs
@@ -22,6 +27,7 @@ defs = dg.Definitions(
         lake_checks_job,
         lake_maintenance_job,
         retention_job,
+        audit_log_compaction_job,
         erasure_job,
     ],
     sensors=[identity_events_sensor],

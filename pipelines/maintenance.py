@@ -1,4 +1,6 @@
-"""Lake upkeep from Dagster: weekly compaction, checkpoints and vacuum; daily payload retention.
+"""Lake upkeep from Dagster: weekly compaction, checkpoints and vacuum; daily payload retention;
+the API's audit log compacted daily (it gains a file every 10 s, and each file makes its writer's
+next flush costlier, see `hubspoke_graphql.audit`).
 
 Every step runs in the writer pool of its table (`pipelines.pools`), so upkeep never rewrites a
 table while its writer commits to it; a run tag keeps one upkeep run of each kind at a time.
@@ -20,6 +22,9 @@ WEEKLY_CRON = "0 4 * * 0"
 """Sunday 04:00: after the nightly sync, before the business week."""
 DAILY_CRON = "0 3 * * *"
 """03:00: after the nightly sync at 02:00."""
+AUDIT_LOG_CRON = "30 3 * * *"
+"""03:30: the audit log, daily."""
+AUDIT_LOG = "api_audit_log"
 
 
 def _stats(prefix: str, stats: FileStats) -> dict[str, dg.MetadataValue]:
@@ -116,12 +121,19 @@ def _upkeep_job(name: str, description: str, ops: list[dg.OpDefinition]) -> dg.J
 
 
 _tables = load_catalog().tables()
+_maintain = {c.table_name: build_maintenance_op(c) for c in _tables}
 
 lake_maintenance_job = _upkeep_job(
     "lake_maintenance_job",
     "Compact small files (Z-ordered where the contract says), checkpoint and vacuum every lake"
     " table, each in its writer's pool.",
-    [build_maintenance_op(c) for c in _tables],
+    list(_maintain.values()),
+)
+
+audit_log_compaction_job = _upkeep_job(
+    "audit_log_compaction_job",
+    f"Compact, checkpoint and vacuum {AUDIT_LOG}, which the API appends a file to every 10 s.",
+    [_maintain[AUDIT_LOG]],  # the same step: Dagster names each op once
 )
 
 retention_job = _upkeep_job(
@@ -132,7 +144,8 @@ retention_job = _upkeep_job(
 
 
 def build_upkeep_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
-    """Weekly maintenance and daily retention, in `settings.schedule_timezone`."""
+    """Weekly maintenance, daily retention and audit log compaction, in
+    `settings.schedule_timezone`."""
     return [
         dg.ScheduleDefinition(
             name="weekly_lake_maintenance",
@@ -149,5 +162,13 @@ def build_upkeep_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             execution_timezone=settings.schedule_timezone,
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description="Expire payloads past their contract's retention, daily at 03:00.",
+        ),
+        dg.ScheduleDefinition(
+            name="daily_audit_log_compaction",
+            job=audit_log_compaction_job,
+            cron_schedule=AUDIT_LOG_CRON,
+            execution_timezone=settings.schedule_timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Compact, checkpoint and vacuum {AUDIT_LOG}, daily at 03:30.",
         ),
     ]

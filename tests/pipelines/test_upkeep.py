@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import yaml
+from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog
 
 from hubspoke.stack import Stack
 from lake_schema import load_catalog
@@ -45,6 +46,13 @@ def test_upkeep_steps_share_the_pool_of_their_tables_writer() -> None:
     schedules = {s.name: s for s in repo.schedule_defs}
     assert schedules["weekly_lake_maintenance"].job_name == "lake_maintenance_job"
     assert schedules["daily_retention"].job_name == "retention_job"
+    # The audit log gains a file every 10 s: compacted daily, in its own writer's pool.
+    audit = repo.get_job("audit_log_compaction_job")
+    step = audit.graph.node_named("maintain_api_audit_log").definition
+    assert step.pool == writer_pool(catalog.get("api_audit_log"))
+    assert [n.name for n in audit.graph.nodes] == ["maintain_api_audit_log"]
+    assert schedules["daily_audit_log_compaction"].job_name == "audit_log_compaction_job"
+    assert schedules["daily_audit_log_compaction"].cron_schedule == "30 3 * * *"
 
 
 def test_maintenance_job_compacts_and_reports_files_before_and_after(
@@ -67,6 +75,35 @@ def test_maintenance_job_compacts_and_reports_files_before_and_after(
     assert meta["before_bytes"] > 0 and meta["after_bytes"] > 0
     assert log.count() == rows
     assert seen["customer_sales_domain"]["z_order"] == "customer_id"
+
+
+def test_audit_log_compaction_folds_the_api_s_flushes_into_one_file(
+    resources: dict[str, HubspokeResource], stack: Stack
+) -> None:
+    table = stack.lake.table(AUDIT_TABLE)
+    table.create_if_missing()
+    audit = AuditLog(table, interval=3600)
+    for n in range(3):  # one file per flush
+        audit.record(
+            role="analyst",
+            operation="Who",
+            fields=["Customer.id"],
+            customer_ids=[f"c{n}"],
+            customer_count=1,
+            outcome="ok",
+        )
+        audit.flush()
+    files, rows = table.file_stats().active_files, table.count()
+
+    result = defs.resolve_job_def("audit_log_compaction_job").execute_in_process(
+        resources=resources
+    )
+
+    assert result.success
+    meta = _observations(result)[AUDIT_TABLE]
+    assert meta["before_files"] == files >= 3
+    assert meta["after_files"] == 1
+    assert table.count() == rows
 
 
 def test_retention_job_expires_old_payloads(
