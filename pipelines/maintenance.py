@@ -15,7 +15,7 @@ from hubspoke.lake import FileStats, MaintenanceReport
 from lake_schema import Contract, load_catalog
 from lake_schema.contract import format_duration
 from pipelines.jobs import WRITER_TAG
-from pipelines.pools import writer_pool
+from pipelines.pools import AUDIT_LOG, writer_pool
 from pipelines.resources import HubspokeResource
 
 WEEKLY_CRON = "0 4 * * 0"
@@ -24,7 +24,6 @@ DAILY_CRON = "0 3 * * *"
 """03:00: after the nightly sync at 02:00."""
 AUDIT_LOG_CRON = "30 3 * * *"
 """03:30: the audit log, daily."""
-AUDIT_LOG = "api_audit_log"
 
 
 def _stats(prefix: str, stats: FileStats) -> dict[str, dg.MetadataValue]:

@@ -118,10 +118,10 @@ class Access:
     """What one role may read, with the masks it needs precomputed per contract."""
 
     role: str
-    mask_secret: bytes
+    mask_secret: bytes = field(repr=False)
     introspection: bool = True
     _hidden: dict[str, dict[str, str]] = field(default_factory=dict)
-    _hasher: Any = None
+    _hasher: Any = field(default=None, init=False, repr=False, compare=False)
 
     def sees(self, contract: Contract, f: Field) -> bool:
         """Whether this role reads the field's values as they are."""

@@ -45,7 +45,8 @@ STOP_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 10.0
 """How long the parent waits, once the workers are gone, for the messages they sent last."""
 PARENT_NICENESS = 10
-"""The parent's nice value while it serves: below the workers, which keep the one they had."""
+"""The parent's nice value once its workers have started (they keep the one they had); an
+unprivileged process cannot raise it again, so its last flush at stop runs at it too."""
 
 _outbox: Connection | None = None
 """In a worker: the write end of its pipe to the parent process."""
@@ -169,7 +170,8 @@ def _yield_cores() -> None:
     tasks = "/proc/self/task"
     threads = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
     for thread in threads:
-        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+        # A thread that ended meanwhile; its id taken since by another user's thread.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             current = os.getpriority(os.PRIO_PROCESS, thread)
             os.setpriority(os.PRIO_PROCESS, thread, max(current, PARENT_NICENESS))
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hubspoke_graphql.audit as audit_module
 import pyarrow.parquet as pq
 import pytest
 from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog, reads_of
@@ -114,6 +115,39 @@ def test_records_are_flushed_in_the_background_and_on_close(tmp_path: Path) -> N
     audit.close()
     assert table.count() == 5
     assert table.version() <= versions + 1  # one commit for the records of a flush
+
+
+def test_records_holding_many_ids_are_flushed_before_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_module, "FLUSH_IDS", 250)
+    lake = Lake(tmp_path, load_catalog())
+    table = lake.table(AUDIT_TABLE)
+    table.create_if_missing()
+    audit = AuditLog(table, interval=3600)
+    page = [f"c{i}" for i in range(100)]
+
+    def read_page() -> None:
+        audit.record(
+            role="analyst",
+            operation="Page",
+            fields=["Query.customers"],
+            customer_ids=page,
+            customer_count=len(page),
+            outcome="ok",
+        )
+
+    read_page()
+    read_page()
+    time.sleep(0.3)
+    assert table.count() == 0  # 200 ids wait for the interval
+    read_page()  # 300 ids: written now, not in an hour
+    deadline = time.monotonic() + 10
+    while table.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert table.count() == 3
+    assert audit.pending() == []
+    audit.close()
 
 
 def test_a_worker_hands_its_records_over_and_the_writer_keeps_their_order(

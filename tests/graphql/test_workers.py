@@ -77,8 +77,9 @@ def test_workers_answer_on_one_port_and_stop_together(
             assert answer.json()["data"]["customers"]["nodes"]
         # The parent's own work (audit flushes) yields the cores to the workers' requests.
         parent = _parent(workers[0])
-        assert _niceness(parent) == {PARENT_NICENESS}
-        assert all(_niceness(w) == {os.getpriority(os.PRIO_PROCESS, 0)} for w in workers)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)  # what the server started with
+        assert _niceness(parent) == {max(PARENT_NICENESS, ours)}
+        assert all(_niceness(w) == {ours} for w in workers)
     assert not any(_alive(p) for p in workers)
 
 
@@ -88,10 +89,13 @@ def _parent(pid: int) -> int:
 
 def _niceness(pid: int) -> set[int]:
     """The nice values of a process's threads (Linux keeps one per thread)."""
-    return {
-        int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
-        for task in Path(f"/proc/{pid}/task").iterdir()
-    }
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+    return found
 
 
 def test_the_parent_writes_every_worker_s_audit_records_and_loses_none_on_stop(
