@@ -145,29 +145,34 @@ retention_job = _upkeep_job(
 def build_upkeep_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     """Weekly maintenance, daily retention and audit log compaction, in
     `settings.schedule_timezone`."""
+    upkeep = [
+        (
+            "weekly_lake_maintenance",
+            lake_maintenance_job,
+            WEEKLY_CRON,
+            "Compact, checkpoint and vacuum every lake table, Sundays at 04:00.",
+        ),
+        (
+            "daily_retention",
+            retention_job,
+            DAILY_CRON,
+            "Expire payloads past their contract's retention, daily at 03:00.",
+        ),
+        (
+            "daily_audit_log_compaction",
+            audit_log_compaction_job,
+            AUDIT_LOG_CRON,
+            f"Compact, checkpoint and vacuum {AUDIT_LOG}, daily at 03:30.",
+        ),
+    ]
     return [
         dg.ScheduleDefinition(
-            name="weekly_lake_maintenance",
-            job=lake_maintenance_job,
-            cron_schedule=WEEKLY_CRON,
+            name=name,
+            job=job,
+            cron_schedule=cron,
             execution_timezone=settings.schedule_timezone,
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            description="Compact, checkpoint and vacuum every lake table, Sundays at 04:00.",
-        ),
-        dg.ScheduleDefinition(
-            name="daily_retention",
-            job=retention_job,
-            cron_schedule=DAILY_CRON,
-            execution_timezone=settings.schedule_timezone,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-            description="Expire payloads past their contract's retention, daily at 03:00.",
-        ),
-        dg.ScheduleDefinition(
-            name="daily_audit_log_compaction",
-            job=audit_log_compaction_job,
-            cron_schedule=AUDIT_LOG_CRON,
-            execution_timezone=settings.schedule_timezone,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=f"Compact, checkpoint and vacuum {AUDIT_LOG}, daily at 03:30.",
-        ),
+            description=description,
+        )
+        for name, job, cron, description in upkeep
     ]
