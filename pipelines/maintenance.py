@@ -9,13 +9,14 @@ table while its writer commits to it; a run tag keeps one upkeep run of each kin
 from datetime import UTC, datetime
 
 import dagster as dg
+from hubspoke_graphql.audit import AUDIT_TABLE
 
 from hubspoke.config import Settings
 from hubspoke.lake import FileStats, MaintenanceReport
 from lake_schema import Contract, load_catalog
 from lake_schema.contract import format_duration
 from pipelines.jobs import WRITER_TAG
-from pipelines.pools import AUDIT_LOG, writer_pool
+from pipelines.pools import writer_pool
 from pipelines.resources import HubspokeResource
 
 WEEKLY_CRON = "0 4 * * 0"
@@ -131,8 +132,8 @@ lake_maintenance_job = _upkeep_job(
 
 audit_log_compaction_job = _upkeep_job(
     "audit_log_compaction_job",
-    f"Compact, checkpoint and vacuum {AUDIT_LOG}, which the API appends a file to every 10 s.",
-    [_maintain[AUDIT_LOG]],  # the same step: Dagster names each op once
+    f"Compact, checkpoint and vacuum {AUDIT_TABLE}, which the API appends a file to every 10 s.",
+    [_maintain[AUDIT_TABLE]],  # the same step: Dagster names each op once
 )
 
 retention_job = _upkeep_job(
@@ -162,7 +163,7 @@ def build_upkeep_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             "daily_audit_log_compaction",
             audit_log_compaction_job,
             AUDIT_LOG_CRON,
-            f"Compact, checkpoint and vacuum {AUDIT_LOG}, daily at 03:30.",
+            f"Compact, checkpoint and vacuum {AUDIT_TABLE}, daily at 03:30.",
         ),
     ]
     return [
