@@ -84,7 +84,7 @@ def test_workers_answer_on_one_port_and_stop_together(
 
 
 def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(_stat(Path(f"/proc/{pid}/stat"))[1])
 
 
 def _niceness(pid: int) -> set[int]:
@@ -92,7 +92,7 @@ def _niceness(pid: int) -> set[int]:
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            found.add(int(_stat(task / "stat")[16]))
         except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             continue
     return found
@@ -193,10 +193,15 @@ def _cmdline(pid: int) -> str:
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat(Path(f"/proc/{pid}/stat"))[0]
     except FileNotFoundError:  # reaped
         return False
     return state != "Z"
+
+
+def _stat(path: Path) -> list[str]:
+    """The fields of a /proc stat file after the command name (state first, then the parent)."""
+    return path.read_text().rsplit(")", 1)[1].split()
 
 
 def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
