@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,12 +68,15 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         time_travel: TimeTravel,
         audit: AuditLog,
         ide_html: str | None,
+        reader: Executor | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql" if ide_html else None)
         self.ide_html = ide_html or ""
         self.snapshot = snapshot
         self.time_travel = time_travel
         self.audit = audit
+        self.reader = reader
+        """Threads running the requests' lake queries (see Settings.api_read_threads)."""
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
         """Answers given on recent views: a view never changes, so neither do they. A compiled
         answer is kept as its JSON body (one untracked bytes object, where its dicts would add
@@ -113,7 +117,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         if plan is None:
             return None
         view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
-        context = RequestContext(view, request.state.access, self.time_travel, self.audit)
+        context = self._context(view, request.state.access)
         # Pages are kept like the executor's answers; a lookup is cheaper to answer again.
         key = _answer_key(view, context.access, query, name, variables) if plan.pages else None
         key = (COMPILED, *key) if key is not None else None
@@ -148,7 +152,10 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
     ) -> RequestContext:
         """A context over the current view; checking the lake for changes runs in a thread."""
         view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
-        return RequestContext(view, request.state.access, self.time_travel, self.audit)
+        return self._context(view, request.state.access)
+
+    def _context(self, view: View, access: Access) -> RequestContext:
+        return RequestContext(view, access, self.time_travel, self.audit, self.reader)
 
     async def execute_operation(
         self,
@@ -345,7 +352,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     audit = AuditLog(audit_table, outbox=parent_outbox())
     introspection = set(settings.introspection_roles)
     ide_html = offline_page(settings.graphiql_assets) if introspection else None
-    graphql_app = LakeGraphQL(build_schema(catalog), snapshot, time_travel, audit, ide_html)
+    reader = ThreadPoolExecutor(settings.api_read_threads, thread_name_prefix="lake-read")
+    graphql_app = LakeGraphQL(build_schema(catalog), snapshot, time_travel, audit, ide_html, reader)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -361,6 +369,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
         finally:
             stop.set()
             follower.join()
+            reader.shutdown(wait=False, cancel_futures=True)
             audit.close()
 
     app = Starlette(

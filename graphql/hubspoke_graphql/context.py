@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -18,6 +20,7 @@ from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Contract
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,6 +31,8 @@ class RequestContext:
     access: Access
     time_travel: TimeTravel
     audit: AuditLog | None = None
+    reader: Executor | None = None
+    """The process's threads for lake queries (asyncio's default pool when None)."""
     touched: list[str] = field(default_factory=list)
     """Ids of the entities whose rows the answer holds (for the audit log)."""
     fields: list[str] = field(default_factory=list)
@@ -47,6 +52,11 @@ class RequestContext:
             )
         return loader
 
+    async def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`query(*args, **kwargs)` on the read threads: a blocking DuckDB query off the loop."""
+        call = functools.partial(query, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.reader, call)
+
     async def view_at(self, identity: Contract, version: int | None, at: datetime | None) -> View:
         """The live view, or the lake as it stood at a version or time."""
         if version is None and at is None:
@@ -54,6 +64,6 @@ class RequestContext:
         return await asyncio.to_thread(self.time_travel.view, identity, version=version, at=at)
 
     async def _load(self, identity: Contract, keys: Sequence[str]) -> list[Row | None]:
-        found = await asyncio.to_thread(reads.by_keys, self.view, identity, keys)
+        found = await self.read(reads.by_keys, self.view, identity, keys)
         by_key = {row[reads.key_of(identity)]: row for row in found}
         return [by_key.get(key) for key in keys]

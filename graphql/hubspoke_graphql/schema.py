@@ -1,7 +1,6 @@
 """The Query type and the schema: for every entity, `<entity>(id)` and a `<entities>` connection."""
 
 # No `from __future__ import annotations`: resolver annotations name classes made at run time.
-import asyncio
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -179,7 +178,7 @@ def entity_queries(
 
         @strawberry.field(description="How many rows all pages hold together.")
         async def total_count(self, info: strawberry.Info) -> int:
-            n = await asyncio.to_thread(reads.count, self.view, self.selection)
+            n = await info.context.read(reads.count, self.view, self.selection)
             info.context.counted = max(info.context.counted, n)
             return n
 
@@ -196,7 +195,7 @@ def entity_queries(
             ] = None,
         ) -> list[Aggregate]:
             group = group_columns(group_by, inputs, info.context.access.sees)
-            rows = await asyncio.to_thread(
+            rows = await info.context.read(
                 reads.aggregate, self.view, self.selection, group, inputs.numeric, MAX_GROUPS
             )
             info.context.counted = max(info.context.counted, sum(r["n"] for r in rows))
@@ -238,7 +237,7 @@ def entity_queries(
             row = await context.rows(identity).load(id)
         else:
             view = await context.view_at(identity, as_of_version, as_of)
-            found = await asyncio.to_thread(reads.by_keys, view, identity, [id])
+            found = await context.read(reads.by_keys, view, identity, [id])
             row = found[0] if found else None
         if row is None or not reads.visible(identity, row, include_deleted=include_deleted):
             return None
@@ -322,7 +321,7 @@ def entity_queries(
         paging = ("first", "after", "last", "before", "limit", "offset")
         win = window(name, selection.order, **{a: arguments[a] for a in paging})
         view = await context.view_at(identity, arguments["as_of_version"], arguments["as_of"])
-        rows = await asyncio.to_thread(
+        rows = await context.read(
             reads.page,
             view,
             selection,

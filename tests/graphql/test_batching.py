@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+from hubspoke_graphql.app import create_app
 from starlette.applications import Starlette
+
+from hubspoke.stack import Stack
 
 Query = Callable[..., dict[str, Any]]
 
@@ -65,30 +70,43 @@ def test_values_are_bound_never_formatted(query: Query, app: Starlette) -> None:
     assert [sql_params[0] for _, sql_params in seen] == [hostile]
 
 
-def test_slow_reads_do_not_block_the_event_loop(app: Starlette, api_keys: dict[str, str]) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_slow_reads_run_on_the_read_threads_and_do_not_block_the_event_loop(
+    stack: Stack, api_keys: dict[str, str], live_ids: list[str], threads: int
+) -> None:
+    app = create_app(replace(stack.settings, api_read_threads=threads))
     delay, requests = 0.3, 6
-    app.state.snapshot.query_hooks.append(lambda sql, params: time.sleep(delay))
+    ran_on: set[str] = set()
 
-    async def run() -> float:
+    def slow(sql: str, params: Any) -> None:
+        ran_on.add(threading.current_thread().name)
+        time.sleep(delay)
+
+    page = {"query": "{ customers(first: 1) { nodes { id } } }"}
+    lookup = {"query": f'{{ customer(id: "{live_ids[0]}") {{ id }} }}'}
+
+    async def run() -> tuple[float, float]:
         transport = httpx.ASGITransport(app)
         headers = {"X-API-Key": api_keys["analyst"]}
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=headers
         ) as client:
-            await client.post(
-                "/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"}
-            )
+            await client.post("/graphql", json=page)
+            app.state.snapshot.query_hooks.append(slow)
             started = time.monotonic()
-            answers = await asyncio.gather(
-                *(
-                    client.post(
-                        "/graphql", json={"query": "{ customers(first: 1) { nodes { id } } }"}
-                    )
-                    for _ in range(requests)
-                )
-            )
+            slow_pages = [
+                asyncio.ensure_future(client.post("/graphql", json=page)) for _ in range(requests)
+            ]
+            await asyncio.sleep(delay / 3)
+            asked = time.monotonic()
+            answered = await client.post("/graphql", json=lookup)  # from memory: no read
+            waited = time.monotonic() - asked
+            answers = [answered, *await asyncio.gather(*slow_pages)]
             assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
-            return time.monotonic() - started
+            return time.monotonic() - started, waited
 
-    # Serialised, six requests of one slow query each would take 1.8 s.
-    assert asyncio.run(run()) < delay * requests / 2
+    elapsed, waited = asyncio.run(run())
+    assert waited < delay / 2  # the loop answered while every read thread slept
+    rounds = -(-requests // threads)  # the reads queue for the threads, `threads` at a time
+    assert rounds * delay <= elapsed < rounds * delay + 0.5
+    assert len(ran_on) == threads and all(n.startswith("lake-read") for n in ran_on)

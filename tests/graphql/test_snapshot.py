@@ -111,7 +111,8 @@ def test_requests_query_on_the_configured_threads_and_a_full_load_on_every_core(
         assert all(n == (os.cpu_count() if full else threads) for full, n in during)
 
 
-def test_a_bad_query_thread_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HUBSPOKE_API_QUERY_THREADS", "0")
-    with pytest.raises(ConfigError, match="HUBSPOKE_API_QUERY_THREADS=0 must be between 1 and 256"):
+@pytest.mark.parametrize("name", ["HUBSPOKE_API_QUERY_THREADS", "HUBSPOKE_API_READ_THREADS"])
+def test_a_bad_thread_count_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(ConfigError, match=f"{name}=0 must be between 1 and 256"):
         Settings.from_env()
