@@ -66,7 +66,7 @@ class Settings:
 
     api_read_threads: int = 2
     """HUBSPOKE_API_READ_THREADS: threads per server process that run the requests' lake
-    queries. Fewer than asyncio's default pool of six: under load the processes already keep
+    queries. Fewer than asyncio's default pool (cores + 4): under load the processes already keep
     every core busy, and more queries of one process side by side only time-slice the cores
     (16 clients paging on two cores, p99/p50 2.27 with six, 2.15 with two, 2.05 with one).
     Two, so that one long query (an aggregate never asked before) does not hold up every other

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import uvicorn
 from cross_web import HTTPException  # what strawberry's ASGI handler raises and catches
-from graphql import GraphQLError
+from graphql import GraphQLError, get_operation_ast, parse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -39,7 +39,7 @@ from hubspoke_graphql.access import (
     load_keys,
     roles,
 )
-from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog
+from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog, fields_of
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.graphiql import ROUTE, offline_page
 from hubspoke_graphql.graphiql import fetch as fetch_graphiql
@@ -68,14 +68,14 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         time_travel: TimeTravel,
         audit: AuditLog,
         ide_html: str | None,
-        reader: Executor | None = None,
+        read_threads: Executor,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql" if ide_html else None)
         self.ide_html = ide_html or ""
         self.snapshot = snapshot
         self.time_travel = time_travel
         self.audit = audit
-        self.reader = reader
+        self.read_threads = read_threads
         """Threads running the requests' lake queries (see Settings.api_read_threads)."""
         self.answers: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
         """Answers given on recent views: a view never changes, so neither do they. A compiled
@@ -124,7 +124,17 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         if key is not None and (kept := self._kept(key, context.access)) is not None:
             body = kept
         else:
-            found = await self.lookups.answer(plan, variables, context, name)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    found = await self.lookups.answer(plan, variables, context, name)
+            except TimeoutError:
+                # Answered here: run again by the executor, the query would take a second read
+                # thread while the first still runs.
+                self._record_timeout(context.access, plan.name(name), plan.fields)
+                return Response(
+                    orjson.dumps({"data": None, "errors": [_timed_out().formatted]}),
+                    media_type="application/json",
+                )
             if found is None:
                 return None
             self.audit.record(
@@ -155,7 +165,8 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         return self._context(view, request.state.access)
 
     def _context(self, view: View, access: Access) -> RequestContext:
-        return RequestContext(view, access, self.time_travel, self.audit, self.reader)
+        """A request's context over `view`, its queries on this process's read threads."""
+        return RequestContext(view, access, self.time_travel, self.audit, self.read_threads)
 
     async def execute_operation(
         self,
@@ -189,18 +200,27 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                     request, request_adapter, request_data, context, root_value, sub_response
                 )
         except TimeoutError:
-            error = GraphQLError(
-                f"the request took longer than {REQUEST_TIMEOUT_S:g} s and was stopped;"
-                " ask for fewer rows or a narrower where",
-                extensions={"code": "TIMEOUT"},
-            )
-            return ExecutionResult(data=None, errors=[error])
+            # Cancelled, the audit extension records nothing: the record is made here.
+            operation, fields = _operation_of(self.schema, single)
+            self._record_timeout(context.access, operation, fields)
+            return ExecutionResult(data=None, errors=[_timed_out()])
         if single is not None and isinstance(result, ExecutionResult) and not result.errors:
             self.lookups.learn(single.query, single.operation_name)
         if key is not None and isinstance(result, ExecutionResult) and not result.errors:
             ids = list(dict.fromkeys(context.touched))
             self._keep(key, result, context.operation, context.fields, ids, context.counted)
         return result
+
+    def _record_timeout(self, access: Access, operation: str | None, fields: list[str]) -> None:
+        """Audit a request stopped at the time limit: it answered about nobody."""
+        self.audit.record(
+            role=access.role,
+            operation=operation,
+            fields=fields,
+            customer_ids=[],
+            customer_count=0,
+            outcome="error",
+        )
 
     def _kept(self, key: tuple[Any, ...], access: Access) -> Any:
         """An answer kept for this question on this view (an ExecutionResult, or for a key
@@ -237,6 +257,28 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson: several times faster than json for the pages the API returns."""
         return orjson.dumps(data)
+
+
+def _timed_out() -> GraphQLError:
+    """The error of a request stopped at the time limit."""
+    return GraphQLError(
+        f"the request took longer than {REQUEST_TIMEOUT_S:g} s and was stopped;"
+        " ask for fewer rows or a narrower where",
+        extensions={"code": "TIMEOUT"},
+    )
+
+
+def _operation_of(schema: LakeSchema, single: Any) -> tuple[str | None, list[str]]:
+    """The name and the selected `Type.field`s of a request's one operation (None, [] else)."""
+    if single is None:
+        return None, []
+    try:
+        document = parse(single.query)
+    except GraphQLError:
+        return single.operation_name, []
+    operation = get_operation_ast(document, single.operation_name)
+    name = operation.name.value if operation is not None and operation.name else None
+    return name or single.operation_name, fields_of(schema._schema, single.query, document)
 
 
 def _single(request_data: Any) -> Any:
@@ -352,8 +394,10 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     audit = AuditLog(audit_table, outbox=parent_outbox())
     introspection = set(settings.introspection_roles)
     ide_html = offline_page(settings.graphiql_assets) if introspection else None
-    reader = ThreadPoolExecutor(settings.api_read_threads, thread_name_prefix="lake-read")
-    graphql_app = LakeGraphQL(build_schema(catalog), snapshot, time_travel, audit, ide_html, reader)
+    read_threads = ThreadPoolExecutor(settings.api_read_threads, thread_name_prefix="lake-read")
+    graphql_app = LakeGraphQL(
+        build_schema(catalog), snapshot, time_travel, audit, ide_html, read_threads
+    )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -369,7 +413,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
         finally:
             stop.set()
             follower.join()
-            reader.shutdown(wait=False, cancel_futures=True)
+            read_threads.shutdown(wait=False)
             audit.close()
 
     app = Starlette(
@@ -382,6 +426,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     )
     app.state.snapshot = snapshot
     app.state.audit = audit
+    app.state.read_threads = read_threads
     app.state.keys_file = keys_file
     return app
 

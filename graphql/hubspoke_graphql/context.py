@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -21,6 +21,7 @@ from lake_schema import Contract
 
 Row = dict[str, Any]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -31,7 +32,7 @@ class RequestContext:
     access: Access
     time_travel: TimeTravel
     audit: AuditLog | None = None
-    reader: Executor | None = None
+    read_threads: Executor | None = None
     """The process's threads for lake queries (asyncio's default pool when None)."""
     touched: list[str] = field(default_factory=list)
     """Ids of the entities whose rows the answer holds (for the audit log)."""
@@ -52,10 +53,10 @@ class RequestContext:
             )
         return loader
 
-    async def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def read(self, query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`query(*args, **kwargs)` on the read threads: a blocking DuckDB query off the loop."""
         call = functools.partial(query, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.reader, call)
+        return await asyncio.get_running_loop().run_in_executor(self.read_threads, call)
 
     async def view_at(self, identity: Contract, version: int | None, at: datetime | None) -> View:
         """The live view, or the lake as it stood at a version or time."""

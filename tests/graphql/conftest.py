@@ -56,9 +56,11 @@ def api_keys(stack: Stack) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(stack: Stack, api_keys: dict[str, str]) -> Starlette:
+def app(stack: Stack, api_keys: dict[str, str]) -> Iterator[Starlette]:
     """A fresh API over the seeded lake (its snapshot loads on the first request)."""
-    return create_app(stack.settings)
+    app = create_app(stack.settings)
+    yield app
+    app.state.read_threads.shutdown(wait=False)  # what the lifespan's end does
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,31 @@ def test_a_slow_request_is_stopped_at_the_time_limit(
     assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
     assert "longer than 0.2 s" in body["errors"][0]["message"]
     assert REQUEST_TIMEOUT_S == 10
+
+
+def test_a_compiled_page_past_the_time_limit_runs_once_and_is_audited(
+    query: Query, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hubspoke_graphql.app as app_module
+
+    monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.3)
+    compiled = "query Slow { customers(first: 1) { nodes { id } } }"
+    executed = "query Slow { customers(first: 1) @include(if: true) { nodes { id } } }"
+    assert "errors" not in query(compiled)  # answered by the executor, then compiled
+    ran: list[str] = []
+    app.state.snapshot.query_hooks.append(lambda sql, params: (ran.append(sql), time.sleep(1)))
+    audit = app.state.audit
+    seen = len(audit.pending())
+
+    started = time.monotonic()
+    body = query(compiled)
+    assert time.monotonic() - started < 0.9  # stopped once, not once more by the executor
+    assert len(ran) == 1
+    assert body == query(executed)  # the executor's answer to a timeout, word for word
+    assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    records = audit.pending()[seen:]
+    assert [(r["operation"], r["outcome"], r["customer_ids"]) for r in records] == [
+        ("Slow", "error", []),
+        ("Slow", "error", []),
+    ]
+    assert records[0]["fields"] == ["Customer.id", "CustomerConnection.nodes", "Query.customers"]

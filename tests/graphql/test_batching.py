@@ -106,6 +106,7 @@ def test_slow_reads_run_on_the_read_threads_and_do_not_block_the_event_loop(
             return time.monotonic() - started, waited
 
     elapsed, waited = asyncio.run(run())
+    app.state.read_threads.shutdown(wait=False)
     assert waited < delay / 2  # the loop answered while every read thread slept
     rounds = -(-requests // threads)  # the reads queue for the threads, `threads` at a time
     assert rounds * delay <= elapsed < rounds * delay + 0.5
