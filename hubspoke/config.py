@@ -212,7 +212,7 @@ class Settings:
 
 
 def _whole(name: str, raw: str) -> int:
-    if not raw.strip().isdigit():
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
         raise ConfigError(f"{name}={raw!r} must be a whole number")
     return int(raw)
 

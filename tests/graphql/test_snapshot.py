@@ -112,7 +112,13 @@ def test_requests_query_on_the_configured_threads_and_a_full_load_on_every_core(
 
 
 @pytest.mark.parametrize("name", ["HUBSPOKE_API_QUERY_THREADS", "HUBSPOKE_API_READ_THREADS"])
-def test_a_bad_thread_count_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    monkeypatch.setenv(name, "0")
-    with pytest.raises(ConfigError, match=f"{name}=0 must be between 1 and 256"):
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "=0 must be between 1 and 256"), ("²", "='²' must be a whole number")],
+)
+def test_a_bad_thread_count_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name}{message}"):
         Settings.from_env()
