@@ -70,7 +70,8 @@ class Settings:
     every core busy, and more queries of one process side by side only time-slice the cores
     (16 clients paging on two cores, p99/p50 2.27 with six, 2.15 with two, 2.05 with one).
     Two, so that one long query (an aggregate never asked before) does not hold up every other
-    read of its process; one suits many clients spread over several workers."""
+    read of its process; one suits many clients spread over several workers. Each snapshot view
+    opens a DuckDB cursor per read thread, so every thread can query it at once."""
 
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with

@@ -386,8 +386,13 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
     keys = load_keys(keys_file, roles(catalog))
     contracts = [c for i in catalog.identities() for c in [i, *catalog.extensions(i.entity)]]
     lake = Lake(root, catalog)
-    snapshot = Snapshot(lake, contracts, query_threads=settings.api_query_threads)
-    time_travel = TimeTravel(lake, snapshot.query_hooks)
+    snapshot = Snapshot(
+        lake,
+        contracts,
+        query_threads=settings.api_query_threads,
+        read_threads=settings.api_read_threads,
+    )
+    time_travel = TimeTravel(lake, snapshot.query_hooks, settings.api_read_threads)
     audit_table = lake.table(AUDIT_TABLE)
     audit_table.create_if_missing()
     # In a worker of several, the parent writes the audit log (see workers.py).

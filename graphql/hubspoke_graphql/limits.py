@@ -43,8 +43,6 @@ CACHE_SIZE = 256
 """Entries of the parser and validation caches (unbounded caches grow with every new text)."""
 REFRESH_INTERVAL_S = 0.1
 """How often at most the snapshot asks the lake whether a table has a new Delta version."""
-VIEW_CURSORS = 4
-"""Queries one snapshot view runs at the same time (each cursor pins the view's state)."""
 
 
 class InputError(GraphQLError):

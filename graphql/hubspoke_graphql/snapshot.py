@@ -31,7 +31,7 @@ from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
 from hubspoke.resolve import APPLIED, State
 from hubspoke_graphql import wide
-from hubspoke_graphql.limits import REFRESH_INTERVAL_S, VIEW_CURSORS
+from hubspoke_graphql.limits import REFRESH_INTERVAL_S
 from hubspoke_graphql.wide import quote
 from lake_schema import Contract
 
@@ -61,6 +61,8 @@ class View:
         pin_table: str,
         indexes: Mapping[str, wide.RowIndex] | None = None,
         key_order: Mapping[str, wide.KeyOrder] | None = None,
+        *,
+        cursors: int,
     ) -> None:
         self.serial = next(_SERIALS)
         """Unique per view in this process: answers cached for a view are keyed by it."""
@@ -73,10 +75,10 @@ class View:
         self._hooks = hooks
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
-        # Several cursors let requests on the same view query in parallel (duckdb allows one open
-        # result per cursor); they close, ending their transactions, with the view.
+        # One cursor per read thread lets every thread query the same view at once (duckdb allows
+        # one open result per cursor); they close, ending their transactions, with the view.
         self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
-        for _ in range(VIEW_CURSORS):
+        for _ in range(cursors):
             cursor = con.cursor()
             cursor.begin()
             # A transaction takes its snapshot on its first table read, not at BEGIN.
@@ -198,6 +200,7 @@ class Snapshot:
         contracts: Sequence[Contract],
         refresh_interval: float = REFRESH_INTERVAL_S,
         query_threads: int = 1,
+        read_threads: int = 1,
     ) -> None:
         self.query_hooks: list[QueryHook] = []
         self.full_loads: list[str] = []
@@ -237,6 +240,8 @@ class Snapshot:
         self._lock = threading.Lock()
         self._query_threads = query_threads
         """DuckDB threads of one request's query (see Settings.api_query_threads)."""
+        self.read_threads = read_threads
+        """Threads querying a view at once: each view opens a cursor for each."""
         self._con = duckdb.connect(":memory:", config={"threads": query_threads})
         self._con.execute("SET TimeZone = 'UTC'")
         self._writer = self._con.cursor()
@@ -287,6 +292,7 @@ class Snapshot:
                         self._pin_table,
                         self._indexes,
                         self._key_order,
+                        cursors=self.read_threads,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started

@@ -27,9 +27,10 @@ from lake_schema import Contract
 class TimeTravel:
     """Loads and keeps views of the lake as it stood at past identity versions."""
 
-    def __init__(self, lake: Lake, hooks: Sequence[QueryHook]) -> None:
+    def __init__(self, lake: Lake, hooks: Sequence[QueryHook], read_threads: int = 1) -> None:
         self._lake = lake
         self._hooks = hooks
+        self._read_threads = read_threads
         self._views: OrderedDict[tuple[str, int], View] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -84,7 +85,14 @@ class TimeTravel:
         key_order = {
             wide.table_name(identity): wide.KeyOrder(wide.row_count(con, identity), appended=False)
         }
-        return View(con, versions, self._hooks, identity.table_name, key_order=key_order)
+        return View(
+            con,
+            versions,
+            self._hooks,
+            identity.table_name,
+            key_order=key_order,
+            cursors=self._read_threads,
+        )
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
