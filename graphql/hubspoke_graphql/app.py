@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import orjson
@@ -124,8 +124,10 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         if key is not None and (kept := self._kept(key, context.access)) is not None:
             body = kept
         else:
+            # Lookups by id answer from memory at once: only pages wait for a read thread.
+            limit = asyncio.timeout(REQUEST_TIMEOUT_S) if plan.pages else nullcontext()
             try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                async with limit:
                     found = await self.lookups.answer(plan, variables, context, name)
             except TimeoutError:
                 # Answered here: run again by the executor, the query would take a second read
