@@ -119,20 +119,20 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         view = self.snapshot.fresh() or await asyncio.to_thread(self.snapshot.current)
         context = self._context(view, request.state.access)
         # Pages are kept like the executor's answers; a lookup is cheaper to answer again.
-        key = _answer_key(view, context.access, query, name, variables) if plan.pages else None
-        key = (COMPILED, *key) if key is not None else None
-        if key is not None and (kept := self._kept(key, context.access)) is not None:
+        pages = plan.pages
+        asked = _answer_key(view, context.access, query, name, variables) if pages else None
+        if asked is not None and (kept := self._kept_body(asked, context.access)) is not None:
             body = kept
         else:
             # Lookups by id answer from memory at once: only pages wait for a read thread.
-            limit = asyncio.timeout(REQUEST_TIMEOUT_S) if plan.pages else nullcontext()
+            limit = asyncio.timeout(REQUEST_TIMEOUT_S) if pages else nullcontext()
             try:
                 async with limit:
                     found = await self.lookups.answer(plan, variables, context, name)
             except TimeoutError:
                 # Answered here: run again by the executor, the query would take a second read
                 # thread while the first still runs.
-                self._record_timeout(context.access, plan.name(name), plan.fields)
+                self._record_timeout(context.access, plan.operation_name(name), plan.fields)
                 return Response(
                     orjson.dumps({"data": None, "errors": [_timed_out().formatted]}),
                     media_type="application/json",
@@ -148,8 +148,8 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                 outcome="ok",
             )
             body = orjson.dumps({"data": found.data})
-            if key is not None:
-                self._keep(key, body, found.operation, found.fields, found.ids, 0)
+            if asked is not None:
+                self._keep((COMPILED, *asked), body, found.operation, found.fields, found.ids, 0)
         return Response(body, media_type="application/json")
 
     @property
@@ -203,7 +203,7 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
                 )
         except TimeoutError:
             # Cancelled, the audit extension records nothing: the record is made here.
-            operation, fields = _operation_of(self.schema, single)
+            operation, fields = _operation_of(self.schema, request_data)
             self._record_timeout(context.access, operation, fields)
             return ExecutionResult(data=None, errors=[_timed_out()])
         if single is not None and isinstance(result, ExecutionResult) and not result.errors:
@@ -223,6 +223,16 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             customer_count=0,
             outcome="error",
         )
+
+    def _kept_body(self, asked: tuple[Any, ...], access: Access) -> bytes | None:
+        """The JSON body of an answer kept for this question: the compiled path's, else the
+        executor's (which answers a query text first), audited as a new read; else None."""
+        compiled = (COMPILED, *asked)
+        if compiled in self.answers:
+            return self._kept(compiled, access)
+        kept = self._kept(asked, access)
+        # Kept only without errors; the schema adds no response extensions.
+        return None if kept is None else orjson.dumps({"data": kept.data})
 
     def _kept(self, key: tuple[Any, ...], access: Access) -> Any:
         """An answer kept for this question on this view (an ExecutionResult, or for a key
@@ -270,17 +280,17 @@ def _timed_out() -> GraphQLError:
     )
 
 
-def _operation_of(schema: LakeSchema, single: Any) -> tuple[str | None, list[str]]:
-    """The name and the selected `Type.field`s of a request's one operation (None, [] else)."""
-    if single is None:
+def _operation_of(schema: LakeSchema, request_data: Any) -> tuple[str | None, list[str]]:
+    """The name and the selected `Type.field`s of a request's operation (strawberry has parsed
+    its text already); None and [] for a batch."""
+    if isinstance(request_data, list) or not isinstance(request_data.query, str):
         return None, []
-    try:
-        document = parse(single.query)
-    except GraphQLError:
-        return single.operation_name, []
-    operation = get_operation_ast(document, single.operation_name)
+    document = parse(request_data.query)
+    operation = get_operation_ast(document, request_data.operation_name)
     name = operation.name.value if operation is not None and operation.name else None
-    return name or single.operation_name, fields_of(schema._schema, single.query, document)
+    return name or request_data.operation_name, fields_of(
+        schema._schema, request_data.query, document
+    )
 
 
 def _single(request_data: Any) -> Any:

@@ -254,7 +254,7 @@ class Plan:
     fields: list[str]
     """Every `Type.field` the operation selects (for the audit log)."""
 
-    def name(self, requested: str | None) -> str | None:
+    def operation_name(self, requested: str | None) -> str | None:
         """The operation's name: the request's operationName, else the document's."""
         return requested or (self.operation.name.value if self.operation.name else None)
 
@@ -392,7 +392,7 @@ class Lookups:
             values[root.key] = root.shape.answer(row, context.access)
         return Answer(
             {key: values[key] for key in plan.order},
-            plan.name(operation_name),
+            plan.operation_name(operation_name),
             plan.fields,
             list(dict.fromkeys(ids)),
         )

@@ -64,6 +64,8 @@ class View:
         *,
         cursors: int,
     ) -> None:
+        if cursors < 1:
+            raise ValueError(f"a view needs at least one cursor, got {cursors}")
         self.serial = next(_SERIALS)
         """Unique per view in this process: answers cached for a view are keyed by it."""
         self.versions = dict(versions)
@@ -240,7 +242,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._query_threads = query_threads
         """DuckDB threads of one request's query (see Settings.api_query_threads)."""
-        self.read_threads = read_threads
+        self._read_threads = read_threads
         """Threads querying a view at once: each view opens a cursor for each."""
         self._con = duckdb.connect(":memory:", config={"threads": query_threads})
         self._con.execute("SET TimeZone = 'UTC'")
@@ -292,7 +294,7 @@ class Snapshot:
                         self._pin_table,
                         self._indexes,
                         self._key_order,
-                        cursors=self.read_threads,
+                        cursors=self._read_threads,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started

@@ -168,19 +168,19 @@ def test_a_compiled_page_past_the_time_limit_runs_once_and_is_audited(
     import hubspoke_graphql.app as app_module
 
     monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.3)
-    compiled = "query Slow { customers(first: 1) { nodes { id } } }"
-    executed = "query Slow { customers(first: 1) @include(if: true) { nodes { id } } }"
-    assert "errors" not in query(compiled)  # answered by the executor, then compiled
+    compiled = "query Slow($n: Int) { customers(first: $n) { nodes { id } } }"
+    executed = "query Slow($n: Int) { customers(first: $n) @include(if: true) { nodes { id } } }"
+    assert "errors" not in query(compiled, n=1)  # answered by the executor, then compiled
     ran: list[str] = []
     app.state.snapshot.query_hooks.append(lambda sql, params: (ran.append(sql), time.sleep(1)))
     audit = app.state.audit
     seen = len(audit.pending())
 
     started = time.monotonic()
-    body = query(compiled)
+    body = query(compiled, n=2)  # a page not asked before
     assert time.monotonic() - started < 0.9  # stopped once, not once more by the executor
     assert len(ran) == 1
-    assert body == query(executed)  # the executor's answer to a timeout, word for word
+    assert body == query(executed, n=2)  # the executor's answer to a timeout, word for word
     assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
     records = audit.pending()[seen:]
     assert [(r["operation"], r["outcome"], r["customer_ids"]) for r in records] == [
@@ -188,3 +188,16 @@ def test_a_compiled_page_past_the_time_limit_runs_once_and_is_audited(
         ("Slow", "error", []),
     ]
     assert records[0]["fields"] == ["Customer.id", "CustomerConnection.nodes", "Query.customers"]
+
+
+def test_a_compiled_page_asked_again_is_the_executors_kept_answer(query: Query, app: Any) -> None:
+    text = "query Again($n: Int) { customers(first: $n) { nodes { id name } } }"
+    first = query(text, n=3)  # the executor answers and keeps it; the text is compiled
+    ran: list[str] = []
+    app.state.snapshot.query_hooks.append(lambda sql, params: ran.append(sql))
+    audit = app.state.audit
+    seen = len(audit.pending())
+    assert query(text, n=3) == first
+    assert ran == []  # the same view holds the same answer: no query
+    again = audit.pending()[seen:]
+    assert [(r["operation"], r["customer_count"]) for r in again] == [("Again", 3)]

@@ -92,7 +92,11 @@ def test_slow_reads_run_on_the_read_threads_and_do_not_block_the_event_loop(
             time.sleep(delay)
             yield cursor
 
-    page = {"query": "{ customers(first: 1) { nodes { id } } }"}
+    text = "query ($n: Int) { customers(first: $n) { nodes { id } } }"
+
+    def page(n: int) -> dict[str, Any]:  # a page size per request: no answer is kept for it
+        return {"query": text, "variables": {"n": n}}
+
     lookup = {"query": f'{{ customer(id: "{live_ids[0]}") {{ id }} }}'}
 
     async def run() -> tuple[float, float]:
@@ -101,11 +105,12 @@ def test_slow_reads_run_on_the_read_threads_and_do_not_block_the_event_loop(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=headers
         ) as client:
-            await client.post("/graphql", json=page)
+            await client.post("/graphql", json=page(requests + 1))
             monkeypatch.setattr(View, "_cursor", slow)
             started = time.monotonic()
             slow_pages = [
-                asyncio.ensure_future(client.post("/graphql", json=page)) for _ in range(requests)
+                asyncio.ensure_future(client.post("/graphql", json=page(n + 1)))
+                for n in range(requests)
             ]
             await asyncio.sleep(delay / 3)
             asked = time.monotonic()
@@ -115,8 +120,10 @@ def test_slow_reads_run_on_the_read_threads_and_do_not_block_the_event_loop(
             assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
             return time.monotonic() - started, waited
 
-    elapsed, waited = asyncio.run(run())
-    app.state.read_threads.shutdown(wait=False)
+    try:
+        elapsed, waited = asyncio.run(run())
+    finally:
+        app.state.read_threads.shutdown(wait=False)
     assert waited < delay / 2  # the loop answered while every read thread slept
     # The reads queue for the threads, `threads` at a time: a view has a cursor for each.
     rounds = -(-requests // threads)

@@ -111,10 +111,15 @@ def test_requests_query_on_the_configured_threads_and_a_full_load_on_every_core(
         assert all(n == (os.cpu_count() if full else threads) for full, n in during)
 
 
-@pytest.mark.parametrize("name", ["HUBSPOKE_API_QUERY_THREADS", "HUBSPOKE_API_READ_THREADS"])
 @pytest.mark.parametrize(
-    ("value", "message"),
-    [("0", "=0 must be between 1 and 256"), ("²", "='²' must be a whole number")],
+    ("name", "value", "message"),
+    [
+        ("HUBSPOKE_API_QUERY_THREADS", "0", "=0 must be between 1 and 256"),
+        ("HUBSPOKE_API_QUERY_THREADS", "²", "='²' must be a whole number"),
+        ("HUBSPOKE_API_READ_THREADS", "0", "=0 must be between 1 and 32"),
+        ("HUBSPOKE_API_READ_THREADS", "33", "=33 must be between 1 and 32"),
+        ("HUBSPOKE_API_READ_THREADS", "²", "='²' must be a whole number"),
+    ],
 )
 def test_a_bad_thread_count_is_refused(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
