@@ -64,15 +64,15 @@ class Settings:
     193 -> 258-289 req/s against two threads on two cores; more suits a few clients asking
     heavy aggregates."""
 
-    api_read_threads: int = 2
+    api_read_threads: int = 1
     """HUBSPOKE_API_READ_THREADS: threads per server process that run the requests' lake
-    queries. Fewer than asyncio's default pool (cores + 4): under load the processes already keep
-    every core busy, and more queries of one process side by side only time-slice the cores
-    (16 clients paging on two cores, p99/p50 2.27 with six, 2.15 with two, 2.05 with one).
-    Two, so that one long query (an aggregate never asked before) does not hold up every other
-    read of its process; one suits many clients spread over several workers. Each snapshot view
-    opens a DuckDB cursor per read thread, so every thread can query it at once; opening one
-    costs ~1 ms on every refresh, hence at most 32."""
+    queries, one query each. One by default: under load the processes already keep every core
+    busy, and queries of one process side by side only time-slice the cores (the GraphQL bench's
+    page, 16 clients on two workers: p99 32.5-38.9 ms with one thread, 42.1-55.3 with two). The
+    price is that one long query (an aggregate over a large table never asked before) holds up
+    the other reads of its process; lookups by id and loading a past view for asOf never wait
+    for it. More threads suit a few clients asking heavy queries. Each snapshot view opens a
+    DuckDB cursor per read thread, ~1 ms each on every refresh, hence at most 32."""
 
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
@@ -200,7 +200,7 @@ class Settings:
                 "HUBSPOKE_API_QUERY_THREADS", env.get("HUBSPOKE_API_QUERY_THREADS", "1")
             ),
             api_read_threads=_whole(
-                "HUBSPOKE_API_READ_THREADS", env.get("HUBSPOKE_API_READ_THREADS", "2")
+                "HUBSPOKE_API_READ_THREADS", env.get("HUBSPOKE_API_READ_THREADS", "1")
             ),
             dagster_pg_url=env.get("HUBSPOKE_DAGSTER_PG_URL") or None,
             sync_overlap_min=_whole(
