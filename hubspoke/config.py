@@ -69,10 +69,11 @@ class Settings:
     queries, one query each. One by default: under load the processes already keep every core
     busy, and queries of one process side by side only time-slice the cores (the GraphQL bench's
     page, 16 clients on two workers: p99 32.5-38.9 ms with one thread, 42.1-55.3 with two; in a
-    slower hour of the machine 56.8-66.6 and 58.8). The price is that one long query (an aggregate over a large table never asked before) holds up
-    the other reads of its process; lookups by id and loading a past view for asOf never wait
-    for it. More threads suit a few clients asking heavy queries. Each snapshot view opens a
-    DuckDB cursor per read thread, ~1 ms each on every refresh, hence at most 32."""
+    slower hour of the machine 56.8-66.6 and 58.8). The price is that one long query (an
+    aggregate over a large table never asked before) holds up the other reads of its process;
+    lookups by id and loading a past view for asOf never wait for it. More threads suit a few
+    clients asking heavy queries. Each snapshot view opens a DuckDB cursor per read thread,
+    ~1 ms each on every refresh, hence at most 32."""
 
     dagster_pg_url: str | None = None
     """HUBSPOKE_DAGSTER_PG_URL: PostgreSQL database of the Dagster instance when Dagster runs with
