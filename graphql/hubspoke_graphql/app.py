@@ -227,9 +227,9 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
     def _kept_body(self, asked: tuple[Any, ...], access: Access) -> bytes | None:
         """The JSON body of an answer kept for this question: the compiled path's, else the
         executor's (which answers a query text first), audited as a new read; else None."""
-        compiled = (COMPILED, *asked)
-        if compiled in self.answers:
-            return self._kept(compiled, access)
+        body = self._kept((COMPILED, *asked), access)
+        if body is not None:
+            return body
         kept = self._kept(asked, access)
         # Kept only without errors; the schema adds no response extensions.
         return None if kept is None else orjson.dumps({"data": kept.data})
