@@ -15,7 +15,7 @@ from strawberry.dataloader import DataLoader
 from hubspoke_graphql import reads
 from hubspoke_graphql.access import Access
 from hubspoke_graphql.audit import AuditLog
-from hubspoke_graphql.snapshot import View
+from hubspoke_graphql.snapshot import Interruptible, View
 from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Contract
 
@@ -54,9 +54,15 @@ class RequestContext:
         return loader
 
     async def read(self, query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`query(*args, **kwargs)` on the read threads: a blocking DuckDB query off the loop."""
-        call = functools.partial(query, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.read_threads, call)
+        """`query(*args, **kwargs)` on the read threads: a blocking DuckDB query off the loop,
+        interrupted if the request is stopped (its time limit) while it runs."""
+        read = Interruptible()
+        call = functools.partial(read.run, functools.partial(query, *args, **kwargs))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.read_threads, call)
+        except asyncio.CancelledError:
+            read.interrupt()
+            raise
 
     async def view_at(self, identity: Contract, version: int | None, at: datetime | None) -> View:
         """The live view, or the lake as it stood at a version or time."""

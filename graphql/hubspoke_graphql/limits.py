@@ -24,7 +24,7 @@ MAX_FILTER_VALUES = 1000
 MAX_GROUPS = 1000
 """Groups one aggregate returns at most (the largest first by count)."""
 REQUEST_TIMEOUT_S = 10.0
-"""Time one request may take; it then ends with a clear error (its threads finish in the background)."""
+"""Time one request may take; it then ends with a clear error and its DuckDB query is interrupted."""
 ANSWER_CACHE_SIZE = 512
 """Answers kept per process for repeated questions on an unchanged view (dashboards, pages)."""
 TIME_TRAVEL_VIEWS = 4

@@ -17,15 +17,16 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from graphql import GraphQLError
 
 from hubspoke.ingest import INGEST_APP, PROJECTION_APP, fold_logged_batches
 from hubspoke.lake import Lake, LakeTable
@@ -48,6 +49,64 @@ PROJECT_STEP = "project"
 
 
 _SERIALS = itertools.count()
+_reading = threading.local()
+"""The `Interruptible` read the current thread runs, if any."""
+T = TypeVar("T")
+
+
+class QueryStopped(Exception):
+    """A read reached a query after its request's time limit had stopped it."""
+
+
+class ViewGone(GraphQLError):
+    """A view can query no more: its last cursor was interrupted after the lake moved on."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the lake changed while this request was being stopped; ask again",
+            extensions={"code": "UNAVAILABLE"},
+        )
+
+
+class Interruptible:
+    """One read of a request on a read thread, whose DuckDB query the request can interrupt.
+
+    A request stopped at its time limit interrupts the query it waits for: the read thread is
+    free again within milliseconds instead of running the query to its end.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._stopped = False
+
+    def run(self, call: Callable[[], T]) -> T:
+        """`call()` on this thread, the view queries it makes interruptible by `interrupt`."""
+        _reading.current = self
+        try:
+            return call()
+        finally:
+            _reading.current = None
+
+    def interrupt(self) -> None:
+        """Interrupt the query running now, and refuse the ones the read would run next."""
+        with self._lock:
+            self._stopped = True
+            if self._cursor is not None:
+                self._cursor.interrupt()  # harmless if the query has just ended
+
+    @contextmanager
+    def querying(self, cursor: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """While a query runs on `cursor` (QueryStopped if the read was stopped already)."""
+        with self._lock:
+            if self._stopped:
+                raise QueryStopped
+            self._cursor = cursor
+        try:
+            yield
+        finally:
+            with self._lock:  # not handed back to the view while `interrupt` may touch it
+                self._cursor = None
 
 
 class View:
@@ -63,6 +122,7 @@ class View:
         key_order: Mapping[str, wide.KeyOrder] | None = None,
         *,
         cursors: int,
+        is_current: Callable[[View], AbstractContextManager[bool]] | None = None,
     ) -> None:
         if cursors < 1:
             raise ValueError(f"a view needs at least one cursor, got {cursors}")
@@ -75,25 +135,36 @@ class View:
         """Joined table name -> the rows that lie in key order by rowid, and whether rows
         changed since sit after them."""
         self._hooks = hooks
+        self._con, self._pin_table = con, pin_table
+        self._is_current = is_current
+        """Holds off refreshes and says whether the tables still hold this view's state; None
+        when they never change (a past state)."""
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
         # started on (MVCC), so each cursor opens one now and reads it for the view's lifetime.
         # One cursor per read thread lets every thread query the same view at once (duckdb allows
         # one open result per cursor); they close, ending their transactions, with the view.
-        self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        self._cursors: queue.Queue[duckdb.DuckDBPyConnection | None] = queue.Queue()
+        self._open = cursors
         for _ in range(cursors):
-            cursor = con.cursor()
-            cursor.begin()
-            # A transaction takes its snapshot on its first table read, not at BEGIN.
-            cursor.sql(
-                f"SELECT count(*) FROM (SELECT 1 FROM {quote(pin_table)} LIMIT 1)"
-            ).fetchall()
-            self._cursors.put(cursor)
+            self._cursors.put(self._pinned())
 
     def __del__(self) -> None:
         # Ends the pinned transactions as soon as no request uses the view any more, so DuckDB
         # can drop the row versions only this view still saw.
         while not self._cursors.empty():
-            self._cursors.get_nowait().close()
+            cursor = self._cursors.get_nowait()
+            if cursor is not None:
+                cursor.close()
+
+    def _pinned(self) -> duckdb.DuckDBPyConnection:
+        """A cursor in a transaction that sees the tables as they are now."""
+        cursor = self._con.cursor()
+        cursor.begin()
+        # A transaction takes its snapshot on its first table read, not at BEGIN.
+        cursor.sql(
+            f"SELECT count(*) FROM (SELECT 1 FROM {quote(self._pin_table)} LIMIT 1)"
+        ).fetchall()
+        return cursor
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts; values are always bound, never formatted in."""
@@ -112,10 +183,31 @@ class View:
         for hook in self._hooks:
             hook(sql, params)
         cursor = self._cursors.get()
+        if cursor is None:
+            self._cursors.put(None)  # for the next one waiting
+            raise ViewGone
+        read: Interruptible | None = getattr(_reading, "current", None)
         try:
-            yield cursor
+            with read.querying(cursor) if read is not None else nullcontext():
+                yield cursor
+        except duckdb.InterruptException:
+            cursor = self._renewed(cursor)
+            raise
         finally:
-            self._cursors.put(cursor)
+            if cursor is not None:
+                self._cursors.put(cursor)
+            elif self._open == 0:
+                self._cursors.put(None)  # the view can answer nobody: say so, never block
+
+    def _renewed(self, cursor: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection | None:
+        """A cursor in place of one whose interrupted query aborted its transaction: pinned anew
+        while the tables still hold the view's state, else None (the view has one fewer)."""
+        cursor.close()
+        with self._is_current(self) if self._is_current else nullcontext(True) as current:
+            if current:
+                return self._pinned()
+            self._open -= 1  # counted with refreshes held off: one interruption at a time
+            return None
 
 
 class _Watched:
@@ -295,12 +387,19 @@ class Snapshot:
                         self._indexes,
                         self._key_order,
                         cursors=self._read_threads,
+                        is_current=self._is_current,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started
             return self._view
         finally:
             self._lock.release()
+
+    @contextmanager
+    def _is_current(self, view: View) -> Iterator[bool]:
+        """Whether `view` is the newest, with refreshes held off meanwhile."""
+        with self._lock:
+            yield view is self._view
 
     def _refresh_reopening(self) -> bool:
         """`_refresh`, again from freshly opened tables if an open one went stale."""

@@ -190,6 +190,39 @@ def test_a_compiled_page_past_the_time_limit_runs_once_and_is_audited(
     assert records[0]["fields"] == ["Customer.id", "CustomerConnection.nodes", "Query.customers"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "query Endless($n: Int) { customers(first: $n) { nodes { id } } }",
+        "query Endless($n: Int) { customers(first: $n) @include(if: true) { nodes { id } } }",
+    ],
+    ids=["compiled", "executed"],
+)
+def test_a_query_past_the_time_limit_is_interrupted_and_frees_its_read_thread(
+    query: Query, app: Any, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    import hubspoke_graphql.app as app_module
+    from hubspoke_graphql import reads
+
+    monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.3)
+    assert "errors" not in query(text, n=1)  # compiled from now on where it can be
+    page = reads.page
+
+    def endless(view: Any, *args: Any, **kwargs: Any) -> Any:
+        # Hours of DuckDB work unless interrupted, on the process's only read thread.
+        view.fetch_tuples("SELECT count(*) FROM range(1000000000000) AS r WHERE r.range % 7 = 3")
+        return page(view, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "page", endless)
+    started = time.monotonic()
+    assert query(text, n=2)["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    monkeypatch.setattr(reads, "page", page)
+    # Had the query run on, the next read would wait behind it and time out as well.
+    assert len(query(text, n=3)["data"]["customers"]["nodes"]) == 3
+    assert time.monotonic() - started < 3
+    assert app.state.read_threads._max_workers == 1
+
+
 def test_a_compiled_page_asked_again_is_the_executors_kept_answer(query: Query, app: Any) -> None:
     text = "query Again($n: Int) { customers(first: $n) { nodes { id name } } }"
     first = query(text, n=3)  # the executor answers and keeps it; the text is compiled

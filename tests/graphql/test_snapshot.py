@@ -6,16 +6,18 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S
-from hubspoke_graphql.snapshot import Snapshot
+from hubspoke_graphql.snapshot import Interruptible, QueryStopped, Snapshot, View, ViewGone
 from starlette.applications import Starlette
 
 from hubspoke.config import ConfigError, Settings
@@ -127,3 +129,69 @@ def test_a_bad_thread_count_is_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name}{message}"):
         Settings.from_env()
+
+
+ENDLESS = "SELECT count(*) FROM range(1000000000000) AS r WHERE r.range % 7 = 3"
+"""A query that would run for hours: only an interruption ends it."""
+IDS = 'SELECT count(*) AS n FROM "customer_identity__entity"'
+
+
+def _interrupted(view: View, pool: ThreadPoolExecutor) -> float:
+    """Run ENDLESS on `view` in `pool`, interrupt it once running; seconds it took to stop."""
+    read = Interruptible()
+    running = pool.submit(read.run, lambda: view.fetch_tuples(ENDLESS))
+    time.sleep(0.3)
+    assert not running.done()
+    started = time.monotonic()
+    read.interrupt()
+    with pytest.raises(duckdb.InterruptException):
+        running.result(timeout=10)
+    return time.monotonic() - started
+
+
+def test_an_interrupted_query_frees_its_thread_and_its_view_answers_on(tmp_path: Path) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack, ThreadPoolExecutor(1) as pool:
+        Simulator(stack, seed=6).seed(5)
+        stack.sync()
+        view = create_app(stack.settings).state.snapshot.current()  # one cursor: one read thread
+        before = view.fetch(IDS)
+        assert _interrupted(view, pool) < 2
+        # The interruption aborted the cursor's transaction: a new one shows the same state.
+        assert pool.submit(view.fetch, IDS).result(timeout=10) == before
+
+        stopped = Interruptible()
+        stopped.interrupt()  # stopped before its query starts: the query never runs
+        ran: list[str] = []
+        view._hooks = [lambda sql, params: ran.append(sql)]
+        with pytest.raises(QueryStopped):
+            pool.submit(stopped.run, lambda: view.fetch(IDS)).result(timeout=10)
+        assert ran == [IDS]
+        assert pool.submit(view.fetch, IDS).result(timeout=10) == before
+
+
+def test_a_view_the_lake_moved_past_says_so_once_its_last_cursor_is_interrupted(
+    tmp_path: Path,
+) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack, ThreadPoolExecutor(1) as pool:
+        Simulator(stack, seed=7).seed(5)
+        stack.sync()
+        snapshot = create_app(stack.settings).state.snapshot
+        old = snapshot.current()
+        before = old.fetch(IDS)[0]["n"]
+        stack.spokes["sales"].create_customer(
+            "Hedy Lamarr",
+            "hedy@example.com",
+            {"account_value": "1.00", "owner_rep": None, "credit_limit": "0.00"},
+        )
+        stack.propagate()
+        time.sleep(REFRESH_INTERVAL_S + 0.1)
+        new = snapshot.current()
+        assert new is not old and new.fetch(IDS)[0]["n"] == before + 1
+        assert old.fetch(IDS)[0]["n"] == before  # still its own state while its cursor lives
+
+        assert _interrupted(old, pool) < 2
+        # A cursor pinned now would show the new state as the old view's: none is made.
+        for _ in range(2):  # and every later query says so, none waits for a cursor
+            with pytest.raises(ViewGone, match="the lake changed"):
+                pool.submit(old.fetch, IDS).result(timeout=10)
+        assert new.fetch(IDS)[0]["n"] == before + 1
