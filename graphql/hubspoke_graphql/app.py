@@ -404,7 +404,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
         query_threads=settings.api_query_threads,
         read_threads=settings.api_read_threads,
     )
-    time_travel = TimeTravel(lake, snapshot.query_hooks, settings.api_read_threads)
+    time_travel = TimeTravel(lake, snapshot.query_hooks, read_threads=settings.api_read_threads)
     audit_table = lake.table(AUDIT_TABLE)
     audit_table.create_if_missing()
     # In a worker of several, the parent writes the audit log (see workers.py).

@@ -293,8 +293,9 @@ class Snapshot:
         lake: Lake,
         contracts: Sequence[Contract],
         refresh_interval: float = REFRESH_INTERVAL_S,
-        query_threads: int = 1,
-        read_threads: int = 1,
+        *,
+        query_threads: int,
+        read_threads: int,
     ) -> None:
         self.query_hooks: list[QueryHook] = []
         self.full_loads: list[str] = []

@@ -27,7 +27,7 @@ from lake_schema import Contract
 class TimeTravel:
     """Loads and keeps views of the lake as it stood at past identity versions."""
 
-    def __init__(self, lake: Lake, hooks: Sequence[QueryHook], read_threads: int = 1) -> None:
+    def __init__(self, lake: Lake, hooks: Sequence[QueryHook], *, read_threads: int) -> None:
         self._lake = lake
         self._hooks = hooks
         self._read_threads = read_threads
