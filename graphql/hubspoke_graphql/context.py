@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 from hubspoke_graphql import reads
 from hubspoke_graphql.access import Access
 from hubspoke_graphql.audit import AuditLog
+from hubspoke_graphql.limits import INTERRUPT_REPEAT_S
 from hubspoke_graphql.snapshot import Interruptible, View
 from hubspoke_graphql.timetravel import TimeTravel
 from lake_schema import Contract
@@ -58,10 +59,11 @@ class RequestContext:
         interrupted if the request is stopped (its time limit) while it runs."""
         read = Interruptible()
         call = functools.partial(read.run, functools.partial(query, *args, **kwargs))
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.read_threads, call)
+            return await loop.run_in_executor(self.read_threads, call)
         except asyncio.CancelledError:
-            read.interrupt()
+            _interrupt(read, loop)
             raise
 
     async def view_at(self, identity: Contract, version: int | None, at: datetime | None) -> View:
@@ -74,3 +76,10 @@ class RequestContext:
         found = await self.read(reads.by_keys, self.view, identity, keys)
         by_key = {row[reads.key_of(identity)]: row for row in found}
         return [by_key.get(key) for key in keys]
+
+
+def _interrupt(read: Interruptible, loop: asyncio.AbstractEventLoop) -> None:
+    """Interrupt `read`, again every few milliseconds until its query has let go of its cursor
+    (an interruption just before the query starts is lost)."""
+    if read.interrupt():
+        loop.call_later(INTERRUPT_REPEAT_S, _interrupt, read, loop)

@@ -67,8 +67,8 @@ class SortKey:
 
 def duckdb_type(field: Field) -> str:
     """The DuckDB type of a contract field."""
-    if m := re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", field.type):
-        return f"DECIMAL({m[1]},{m[2]})"
+    if (shape := _decimal_shape(field)) is not None:
+        return f"DECIMAL({shape[0]},{shape[1]})"
     return {
         "string": "VARCHAR",
         "object": "VARCHAR",
@@ -78,6 +78,12 @@ def duckdb_type(field: Field) -> str:
         "timestamp": "TIMESTAMPTZ",
         "date": "DATE",
     }[field.type]
+
+
+def _decimal_shape(field: Field) -> tuple[int, int] | None:
+    """(precision, scale) of a decimal field, else None."""
+    m = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", field.type)
+    return (int(m[1]), int(m[2])) if m else None
 
 
 def scalar_of(field: Field) -> Any:
@@ -356,7 +362,23 @@ def _bindable(col: Column, value: Any) -> Any:
         raise InputError(
             f"where: {col.path} needs a date-time with a UTC offset, got {value.isoformat()}"
         )
+    if isinstance(value, Decimal) and (shape := _decimal_shape(col.field)) is not None:
+        _check_decimal(col.path, value, *shape)
     return value
+
+
+def _check_decimal(path: str, value: Decimal, precision: int, scale: int) -> None:
+    """InputError unless `value` is exactly a value of DECIMAL(precision, scale): DuckDB would
+    round the extra places (`gt: 1.005` comparing as `gt: 1.01`) or fail the query."""
+    if not value.is_finite():
+        raise InputError(f"where: {path} needs a finite number, got {value}")
+    places = max(0, -int(value.normalize().as_tuple().exponent))
+    whole = max(0, value.adjusted() + 1)
+    if places > scale or whole > precision - scale:
+        raise InputError(
+            f"where: {path} is decimal({precision},{scale}): at most {precision - scale} digits"
+            f" before the point and {scale} after, got {value}"
+        )
 
 
 def _check_visible(col: Column, visible: Visible, argument: str) -> None:

@@ -25,6 +25,8 @@ MAX_GROUPS = 1000
 """Groups one aggregate returns at most (the largest first by count)."""
 REQUEST_TIMEOUT_S = 10.0
 """Time one request may take; it then ends with a clear error and its DuckDB query is interrupted."""
+INTERRUPT_REPEAT_S = 0.005
+"""How often a stopped request's query is interrupted again until it has ended."""
 ANSWER_CACHE_SIZE = 512
 """Answers kept per process for repeated questions on an unchanged view (dashboards, pages)."""
 TIME_TRAVEL_VIEWS = 4

@@ -59,12 +59,11 @@ class QueryStopped(Exception):
 
 
 class ViewGone(GraphQLError):
-    """A view can query no more: its last cursor was interrupted after the lake moved on."""
+    """A view can query no more: its last cursor failed after the lake moved on."""
 
     def __init__(self) -> None:
         super().__init__(
-            "the lake changed while this request was being stopped; ask again",
-            extensions={"code": "UNAVAILABLE"},
+            "this request's view of the lake is gone; ask again", extensions={"code": "UNAVAILABLE"}
         )
 
 
@@ -88,12 +87,19 @@ class Interruptible:
         finally:
             _reading.current = None
 
-    def interrupt(self) -> None:
-        """Interrupt the query running now, and refuse the ones the read would run next."""
+    def interrupt(self) -> bool:
+        """Interrupt the query running now and refuse the ones the read would run next; True
+        while a query is still on its cursor, to be interrupted again.
+
+        DuckDB clears a connection's interruption when a query starts: one that lands between
+        the cursor's registration and the query's start is lost, hence the repeats. For the
+        same reason an interruption after the query ended does nothing to the next one.
+        """
         with self._lock:
             self._stopped = True
             if self._cursor is not None:
-                self._cursor.interrupt()  # harmless if the query has just ended
+                self._cursor.interrupt()
+            return self._cursor is not None
 
     @contextmanager
     def querying(self, cursor: duckdb.DuckDBPyConnection) -> Iterator[None]:
@@ -122,7 +128,7 @@ class View:
         key_order: Mapping[str, wide.KeyOrder] | None = None,
         *,
         cursors: int,
-        is_current: Callable[[View], AbstractContextManager[bool]] | None = None,
+        hold_if_newest: Callable[[View], AbstractContextManager[bool]] | None = None,
     ) -> None:
         if cursors < 1:
             raise ValueError(f"a view needs at least one cursor, got {cursors}")
@@ -136,7 +142,7 @@ class View:
         changed since sit after them."""
         self._hooks = hooks
         self._con, self._pin_table = con, pin_table
-        self._is_current = is_current
+        self._hold_if_newest = hold_if_newest
         """Holds off refreshes and says whether the tables still hold this view's state; None
         when they never change (a past state)."""
         # Refreshes change the tables in place; a DuckDB transaction keeps seeing the state it
@@ -190,8 +196,11 @@ class View:
         try:
             with read.querying(cursor) if read is not None else nullcontext():
                 yield cursor
-        except duckdb.InterruptException:
-            cursor = self._renewed(cursor)
+        except duckdb.Error:
+            # An interruption or an error (a value that does not cast, say) aborts the cursor's
+            # transaction: every later query on it would fail.
+            failed, cursor = cursor, None
+            cursor = self._renewed(failed)
             raise
         finally:
             if cursor is not None:
@@ -199,14 +208,20 @@ class View:
             elif self._open == 0:
                 self._cursors.put(None)  # the view can answer nobody: say so, never block
 
-    def _renewed(self, cursor: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection | None:
-        """A cursor in place of one whose interrupted query aborted its transaction: pinned anew
-        while the tables still hold the view's state, else None (the view has one fewer)."""
-        cursor.close()
-        with self._is_current(self) if self._is_current else nullcontext(True) as current:
-            if current:
-                return self._pinned()
-            self._open -= 1  # counted with refreshes held off: one interruption at a time
+    def _renewed(self, failed: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection | None:
+        """A cursor in place of one whose transaction a failed query aborted: pinned anew while
+        the tables still hold the view's state, else None (the view has one fewer).
+
+        A refresh under way is waited for (about 20 ms; a full reload takes longer)."""
+        failed.close()
+        hold = self._hold_if_newest(self) if self._hold_if_newest else nullcontext(True)
+        with hold as newest:
+            if newest:
+                try:
+                    return self._pinned()
+                except duckdb.Error:
+                    log.exception("could not open a cursor in place of a failed one")
+            self._open -= 1  # under the snapshot's lock: one failed cursor counted at a time
             return None
 
 
@@ -388,7 +403,7 @@ class Snapshot:
                         self._indexes,
                         self._key_order,
                         cursors=self._read_threads,
-                        is_current=self._is_current,
+                        hold_if_newest=self._hold_if_newest,
                     )
                 # The view is as fresh as the lake state read at the start of the check.
                 self._checked_at = started
@@ -397,7 +412,7 @@ class Snapshot:
             self._lock.release()
 
     @contextmanager
-    def _is_current(self, view: View) -> Iterator[bool]:
+    def _hold_if_newest(self, view: View) -> Iterator[bool]:
         """Whether `view` is the newest, with refreshes held off meanwhile."""
         with self._lock:
             yield view is self._view

@@ -170,6 +170,13 @@ def test_a_filtered_aggregate_counts_what_the_filter_keeps(
     [
         ("orderBy: [{name: ASC, email: DESC}]", "exactly one field"),
         ('where: {createdAt: {gt: "2026-01-01T00:00:00"}}', "UTC offset"),
+        (
+            'where: {sales: {accountValue: {gt: "1e30"}}}',
+            "sales.accountValue is decimal(18,2): at most 16 digits before the point and 2 after,"
+            " got 1E+30",
+        ),
+        ('where: {sales: {accountValue: {gte: "1.005"}}}', "and 2 after, got 1.005"),
+        ('where: {sales: {creditLimit: {in: ["5", "NaN"]}}}', "needs a finite number, got NaN"),
         ("limit: 5, first: 5", "either limit/offset or first"),
         ("first: 5, last: 5", "first or last, not both"),
         ("offset: -1", "offset must be 0 or more"),
