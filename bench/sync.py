@@ -177,6 +177,7 @@ def run_sync(work: Path, db: str) -> dict[str, Any]:
         "deleted": report.deleted,
         "hard_deleted": report.hard_deleted,
         "keys_compared": report.keys_compared,
+        "phases_s": {phase: round(t, 3) for phase, t in report.seconds.items()},
     }
 
 
@@ -377,6 +378,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "sync_vs_raw_merge": round(sync["seconds"] / floor, 2),
         "dlt_vs_sync": round(dlt["seconds"] / sync["seconds"], 2) if dlt else None,
         "sync_runs_s": sync["runs_s"],
+        "sync_phases_s": sync["phases_s"],
         "raw_merge_runs_s": results["raw_merge"]["runs_s"],
         "dlt_runs_s": dlt["runs_s"] if dlt else None,
     }

@@ -11,6 +11,7 @@ commit; the spoke forgets the tombstones read only after that commit.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +56,23 @@ class SyncReport:
     committed: bool = False
     added_columns: list[str] = field(default_factory=list)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase: `waiting` for a concurrent sync of the table, `extract` (read,
+    map and check the changes), `checks` (identities, tombstones, quarantine), `merge` (the
+    commit), and `total`."""
+
+
+class _Laps:
+    """Seconds since the previous lap, recorded by name."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self._into, self._last = into, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap (or the start) as `name`."""
+        now = time.perf_counter()
+        self._into[name] = now - self._last
+        self._last = now
 
 
 @dataclass
@@ -100,8 +118,13 @@ def sync_domain(
     `compare_keys` also compares the spoke's live keys with the lake's, to propagate deletes the
     spoke's triggers did not see (what the reconciliation check reports as only in the lake).
     """
+    started = time.perf_counter()
     with lake.table(contract).exclusive():
-        return _sync(lake, spoke, contract, overlap, batch_rows, compare_keys)
+        waited = time.perf_counter() - started
+        report = _sync(lake, spoke, contract, overlap, batch_rows, compare_keys)
+    report.seconds = {"waiting": waited, **report.seconds}
+    report.seconds["total"] = time.perf_counter() - started
+    return report
 
 
 def _sync(
@@ -116,6 +139,7 @@ def _sync(
     quarantine = lake.table("sync_quarantine")
     key = contract.key_fields[0]
     report = SyncReport(domain=contract.owner, table=contract.table_name)
+    laps = _Laps(report.seconds)
     report.added_columns = table.evolve()  # refuses a breaking change before anything is written
     report.watermark_before = before = watermark(lake, contract)
 
@@ -129,6 +153,7 @@ def _sync(
         )
         ext = _extract(spoke, contract, since, batch_rows)
         report.extracted = ext.rows
+        laps.lap("extract")
         soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
         good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
         changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
@@ -168,6 +193,7 @@ def _sync(
     moved = new_mark is not None and new_mark != before
     if not moved and good.num_rows:
         good = _not_in_lake_yet(table, good)  # only the overlap was re-read
+    laps.lap("checks")
     if good.num_rows or len(deletes) or moved:
         metrics = table.upsert(
             good,
@@ -182,6 +208,7 @@ def _sync(
         report.deleted = metrics["num_target_rows_deleted"]
         report.committed = metrics["version"] is not None
     report.watermark_after = new_mark
+    laps.lap("merge")
     hard.forget()  # only now that their deletes are committed
 
     still_held = {r["customer_id"] for r in ext.bad}

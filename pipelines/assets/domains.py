@@ -109,6 +109,10 @@ def build_domain_asset(contract: Contract, settings: Settings) -> dg.AssetsDefin
                     "quarantined": dg.MetadataValue.int(report.quarantined),
                     "released": dg.MetadataValue.int(report.released),
                     "committed": dg.MetadataValue.bool(report.committed),
+                    **{
+                        f"{phase}_s": dg.MetadataValue.float(round(seconds, 3))
+                        for phase, seconds in report.seconds.items()
+                    },
                     "watermark": (
                         dg.MetadataValue.timestamp(watermark)
                         if watermark

@@ -77,6 +77,10 @@ def test_domain_sync_loads_every_domain_and_reconciles(
         assert meta["upserted"] == table.count()
         assert meta["extracted"] >= meta["upserted"] + meta["quarantined"]
         assert meta["watermark"] is not None
+        # Where the night's time went, plotted per phase in the UI.
+        phases = [meta[f"{p}_s"] for p in ("waiting", "extract", "checks", "merge")]
+        assert all(isinstance(t, float) and t >= 0 for t in phases)
+        assert meta["merge_s"] > 0 and sum(phases) <= meta["total_s"] + 0.005  # 4 roundings
         check = checks[f"{contract.table_name}:reconciles_with_spoke"]
         assert check.passed, check.metadata
         assert check.metadata["lake_rows"].value == table.count()
