@@ -18,6 +18,7 @@ from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 from hubspoke_graphql.limits import REFRESH_INTERVAL_S
 from hubspoke_graphql.snapshot import Interruptible, QueryStopped, Snapshot, View, ViewGone
+from hubspoke_graphql.timetravel import TimeTravel
 from starlette.applications import Starlette
 
 from hubspoke.config import ConfigError, Settings
@@ -181,13 +182,26 @@ def test_a_query_that_fails_in_duckdb_leaves_its_view_answering(tmp_path: Path) 
         assert view.fetch(IDS) == before
 
 
+def test_a_past_view_answers_on_after_an_interruption(tmp_path: Path) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack, ThreadPoolExecutor(1) as pool:
+        Simulator(stack, seed=9).seed(5)
+        stack.sync()
+        identity = stack.catalog.identity("customer")
+        version = stack.lake.table(identity).version()
+        past = TimeTravel(stack.lake, [], read_threads=1).view(identity, version=version, at=None)
+        before = past.fetch(IDS)
+        assert _interrupted(past, pool) < 2
+        # Its tables never change: the cursor is always pinned anew.
+        assert pool.submit(past.fetch, IDS).result(timeout=10) == before
+
+
 def test_a_view_the_lake_moved_past_says_so_once_its_last_cursor_is_interrupted(
     tmp_path: Path,
 ) -> None:
-    with Stack.create(Settings(home=tmp_path)) as stack, ThreadPoolExecutor(1) as pool:
+    with Stack.create(Settings(home=tmp_path)) as stack, ThreadPoolExecutor(2) as pool:
         Simulator(stack, seed=7).seed(5)
         stack.sync()
-        snapshot = create_app(stack.settings).state.snapshot
+        snapshot = create_app(replace(stack.settings, api_read_threads=2)).state.snapshot
         old = snapshot.current()
         before = old.fetch(IDS)[0]["n"]
         stack.spokes["sales"].create_customer(
@@ -202,8 +216,11 @@ def test_a_view_the_lake_moved_past_says_so_once_its_last_cursor_is_interrupted(
         assert old.fetch(IDS)[0]["n"] == before  # still its own state while its cursor lives
 
         assert _interrupted(old, pool) < 2
-        # A cursor pinned now would show the new state as the old view's: none is made.
-        for _ in range(2):  # and every later query says so, none waits for a cursor
+        # A cursor pinned now would show the new state as the old view's: none is made, and
+        # the view answers on its other cursor until that one goes too.
+        assert pool.submit(old.fetch, IDS).result(timeout=10)[0]["n"] == before
+        assert _interrupted(old, pool) < 2
+        for _ in range(2):  # then every later query says so, none waits for a cursor
             with pytest.raises(ViewGone, match="view of the lake is gone"):
                 pool.submit(old.fetch, IDS).result(timeout=10)
         assert new.fetch(IDS)[0]["n"] == before + 1
