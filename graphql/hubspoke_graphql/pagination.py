@@ -79,7 +79,7 @@ def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: 
     if name != entity or signature != _signature(order) or not isinstance(values, list):
         raise refused
     if len(values) != len(order) or not all(
-        v is None or isinstance(v, str | int | float | bool) for v in values
+        key.accepts(v) for key, v in zip(order, values, strict=True)
     ):
         raise refused
     return values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -153,3 +154,68 @@ def test_limit_and_offset_visit_every_customer_once(query: Query, live_ids: list
     while batch := [n["id"] for n in query(text, o=len(seen))["data"]["customers"]["nodes"]]:
         seen += batch
     assert seen == live_ids
+
+
+BY = """
+query ($after: String, $all: Boolean!, $order: [CustomerOrderBy!]) {
+  customers(first: 3, after: $after, includeDeleted: $all, orderBy: $order) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id }
+  }
+}
+"""
+ORDERS = [
+    {"createdAt": "DESC"},  # TIMESTAMPTZ
+    {"version": "ASC"},  # BIGINT
+    {"deleted": "DESC"},  # BOOLEAN
+    {"email": "ASC"},  # VARCHAR
+    {"deletedAt": "ASC"},  # nulls in the cursor
+    {"sales": {"creditLimit": "DESC"}},  # DECIMAL
+    {"support": {"lifetimeTickets": "ASC"}},  # an extension's BIGINT, nulls where it has no row
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=lambda o: str(o).replace(" ", ""))
+def test_cursors_of_every_sort_type_page_through_everyone(
+    query: Query, identities: dict, order: dict
+) -> None:
+    seen: list[str] = []
+    after = None
+    while True:
+        page = query(BY, after=after, all=True, order=[order])["data"]["customers"]
+        seen += [n["id"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert sorted(seen) == sorted(identities)
+
+
+def _forged(cursor: str, value: Any) -> str:
+    entity, signature, values = json.loads(base64.urlsafe_b64decode(cursor))
+    text = json.dumps([entity, signature, [value, *values[1:]]])
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("order", "value"),
+    [
+        ({"sales": {"creditLimit": "DESC"}}, "abc"),
+        ({"sales": {"creditLimit": "DESC"}}, "1e30"),  # beyond decimal(18,2)
+        ({"sales": {"creditLimit": "DESC"}}, 12.5),
+        ({"createdAt": "DESC"}, "yesterday"),
+        ({"createdAt": "DESC"}, "2026-01-01T00:00:00"),  # no UTC offset
+        ({"version": "ASC"}, 2**70),
+        ({"version": "ASC"}, "3"),
+        ({"deleted": "DESC"}, 1),
+        ({"email": "ASC"}, 5),
+    ],
+)
+def test_a_cursor_with_a_forged_sort_value_is_refused(
+    query: Query, order: dict, value: Any
+) -> None:
+    first = query(BY, after=None, all=False, order=[order])["data"]["customers"]
+    forged = _forged(first["pageInfo"]["endCursor"], value)
+    body = query(BY, after=forged, all=False, order=[order])
+    assert "is not a cursor of this customer connection" in body["errors"][0]["message"], body
+    again = query(BY, after=first["pageInfo"]["endCursor"], all=False, order=[order])
+    assert "errors" not in again  # and the API answers on
