@@ -57,9 +57,10 @@ class SyncReport:
     added_columns: list[str] = field(default_factory=list)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time of each phase: `waiting` for a concurrent sync of the table, `extract` (read,
-    map and check the changes), `checks` (identities, tombstones, quarantine), `merge` (the
-    commit), and `total`."""
+    """Wall time of each phase: `waiting` for a concurrent sync of the table; `extract` (the
+    contract and watermark checked, the changes read, mapped and checked); `checks` (identities,
+    tombstones, the quarantine written); `merge` (the data commit); `finish` (tombstones
+    forgotten, quarantine released); and `total`."""
 
 
 class _Laps:
@@ -220,6 +221,7 @@ def _sync(
         )
     report.released = len(release)
     report.version = table.version()
+    laps.lap("finish")
     return report
 
 

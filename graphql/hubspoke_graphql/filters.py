@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 import strawberry
@@ -63,26 +63,6 @@ class SortKey:
         """The ORDER BY term, or its mirror image for paging backwards."""
         asc = self.ascending != reverse
         return f"{wide.quote(self.column)} {'ASC NULLS LAST' if asc else 'DESC NULLS FIRST'}"
-
-    def accepts(self, value: Any) -> bool:
-        """Whether a cursor's sort value is one of this key's type as cursors write it (a forged
-        one might not cast, and the query would fail instead of the cursor being refused)."""
-        if value is None:
-            return True
-        kind, _, shape = self.sql_type.partition("(")
-        try:
-            if kind == "DECIMAL":
-                precision, scale = (int(x) for x in shape.rstrip(")").split(","))
-                return isinstance(value, str) and _decimal_fits(Decimal(value), precision, scale)
-            if kind == "TIMESTAMPTZ":
-                return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
-            if kind == "DATE":
-                return isinstance(value, str) and date.fromisoformat(value) is not None
-        except (ValueError, ArithmeticError):
-            return False
-        if kind == "BIGINT":
-            return type(value) is int and -(2**63) <= value < 2**63
-        return isinstance(value, {"VARCHAR": str, "DOUBLE": int | float, "BOOLEAN": bool}[kind])
 
 
 def duckdb_type(field: Field) -> str:
@@ -387,20 +367,25 @@ def _bindable(col: Column, value: Any) -> Any:
     return value
 
 
-def _decimal_fits(value: Decimal, precision: int, scale: int) -> bool:
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""Decimal arithmetic that neither rounds nor overflows (the default context keeps 28 digits)."""
+
+
+def decimal_fits(value: Decimal, precision: int, scale: int) -> bool:
     """Whether `value` is exactly a value of DECIMAL(precision, scale): DuckDB would round the
     extra places (`gt: 1.005` comparing as `gt: 1.01`) or fail the query."""
     if not value.is_finite():
         return False
-    places = max(0, -int(value.normalize().as_tuple().exponent))
-    return places <= scale and max(0, value.adjusted() + 1) <= precision - scale
+    exact = value.normalize(_EXACT)  # trailing zeros dropped, no digit rounded
+    places = max(0, -int(exact.as_tuple().exponent))
+    return places <= scale and max(0, exact.adjusted() + 1) <= precision - scale
 
 
 def _check_decimal(path: str, value: Decimal, precision: int, scale: int) -> None:
-    """InputError unless `value` fits the decimal type (see `_decimal_fits`)."""
+    """InputError unless `value` fits the decimal type (see `decimal_fits`)."""
     if not value.is_finite():
         raise InputError(f"where: {path} needs a finite number, got {value}")
-    if not _decimal_fits(value, precision, scale):
+    if not decimal_fits(value, precision, scale):
         raise InputError(
             f"where: {path} is decimal({precision},{scale}): at most {precision - scale} digits"
             f" before the point and {scale} after, got {value}"

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from hubspoke_graphql.filters import SortKey
+from hubspoke_graphql.filters import SortKey, decimal_fits
 from hubspoke_graphql.limits import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, InputError
 from hubspoke_graphql.wide import column_of
 
@@ -79,10 +79,36 @@ def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: 
     if name != entity or signature != _signature(order) or not isinstance(values, list):
         raise refused
     if len(values) != len(order) or not all(
-        key.accepts(v) for key, v in zip(order, values, strict=True)
+        _of_type(key, v) for key, v in zip(order, values, strict=True)
     ):
         raise refused
     return values
+
+
+_PARSED = {"DECIMAL": Decimal, "TIMESTAMPTZ": datetime.fromisoformat, "DATE": date.fromisoformat}
+_PLAIN = {"VARCHAR": str, "DOUBLE": int | float, "BOOLEAN": bool}
+
+
+def _of_type(key: SortKey, value: Any) -> bool:
+    """Whether a cursor's sort value is of `key`'s type, written as `encode_cursor` writes it: a
+    forged one might not cast, failing the query where the cursor should be refused."""
+    if value is None:
+        return True
+    kind, _, shape = key.sql_type.partition("(")
+    if kind == "BIGINT":
+        return type(value) is int and -(2**63) <= value < 2**63
+    if kind not in _PARSED:
+        return isinstance(value, _PLAIN[kind])
+    try:
+        parsed = _PARSED[kind](value) if isinstance(value, str) else None
+    except (ValueError, ArithmeticError):
+        return False
+    if parsed is None or _plain(parsed) != value:  # Python reads forms DuckDB cannot cast
+        return False
+    if isinstance(parsed, Decimal):
+        precision, scale = (int(x) for x in shape.rstrip(")").split(","))
+        return decimal_fits(parsed, precision, scale)
+    return not isinstance(parsed, datetime) or parsed.tzinfo is not None
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,9 @@ def test_a_filtered_aggregate_counts_what_the_filter_keeps(
         ),
         ('where: {sales: {accountValue: {gte: "1.005"}}}', "and 2 after, got 1.005"),
         ('where: {sales: {creditLimit: {in: ["5", "NaN"]}}}', "needs a finite number, got NaN"),
+        # Beyond 28 digits and a huge exponent: checked without Python's default rounding
+        ('where: {sales: {creditLimit: {gt: "1.0000000000000000000000000001"}}}', "2 after"),
+        ('where: {sales: {creditLimit: {lt: "1E+1000000"}}}', "got 1E+1000000"),
         ("limit: 5, first: 5", "either limit/offset or first"),
         ("first: 5, last: 5", "first or last, not both"),
         ("offset: -1", "offset must be 0 or more"),
@@ -186,6 +189,14 @@ def test_a_filtered_aggregate_counts_what_the_filter_keeps(
 def test_bad_arguments_get_a_clear_error(query: Query, arguments: str, message: str) -> None:
     body = query(f"{{ customers({arguments}) {{ nodes {{ id }} }} }}")
     assert message in body["errors"][0]["message"], body
+
+
+def test_zero_and_exponents_that_fit_are_accepted(query: Query) -> None:
+    text = "query ($v: Decimal!) { customers(where: {sales: {creditLimit: {gte: $v}}}) { totalCount } }"
+    zero = query(text, v="0")["data"]["customers"]["totalCount"]
+    assert query(text, v="0E+16")["data"]["customers"]["totalCount"] == zero
+    assert query(text, v="-0.00")["data"]["customers"]["totalCount"] == zero
+    assert "errors" not in query(text, v="1E+15")
 
 
 def test_a_cursor_of_another_order_is_refused(query: Query) -> None:

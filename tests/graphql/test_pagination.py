@@ -204,6 +204,9 @@ def _forged(cursor: str, value: Any) -> str:
         ({"sales": {"creditLimit": "DESC"}}, 12.5),
         ({"createdAt": "DESC"}, "yesterday"),
         ({"createdAt": "DESC"}, "2026-01-01T00:00:00"),  # no UTC offset
+        ({"createdAt": "DESC"}, "2026-W01-1T00:00:00+00:00"),  # Python reads it, DuckDB not
+        ({"createdAt": "DESC"}, "20260101T000000+0000"),
+        ({"sales": {"creditLimit": "DESC"}}, " 5 "),
         ({"version": "ASC"}, 2**70),
         ({"version": "ASC"}, "3"),
         ({"deleted": "DESC"}, 1),
