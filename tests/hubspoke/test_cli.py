@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,9 @@ def test_demo_twice_on_one_home_continues_without_duplicating(tmp_path: Path) ->
     code, out = run("demo", "--no-serve", "--customers", "60", "--home", home)
     assert code == 0, out
     assert "nightly delta sync" in out and f"{Path(home).resolve()}/lake" in out.replace("\n", "")
+    extracted = re.search(r"│ sales +│ +(\d+) │", out)
+    took = re.search(r"sales (\d+\.\d\d) s", out.replace("\n", " "))
+    assert extracted and int(extracted[1]) > 0 and took and float(took[1]) > 0
     first = json.loads(run("status", "--json", "--home", home)[1])
     assert first["tables"]["customer_identity"]["rows"] == 60
     assert first["events"]["pending"] == 0
