@@ -67,7 +67,7 @@ class SortKey:
 
 def duckdb_type(field: Field) -> str:
     """The DuckDB type of a contract field."""
-    if (shape := _decimal_shape(field)) is not None:
+    if (shape := decimal_shape(field.type)) is not None:
         return f"DECIMAL({shape[0]},{shape[1]})"
     return {
         "string": "VARCHAR",
@@ -80,9 +80,10 @@ def duckdb_type(field: Field) -> str:
     }[field.type]
 
 
-def _decimal_shape(field: Field) -> tuple[int, int] | None:
-    """(precision, scale) of a decimal field, else None."""
-    m = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", field.type)
+def decimal_shape(type_name: str) -> tuple[int, int] | None:
+    """(precision, scale) of a decimal type, as a contract (`decimal(18,2)`) or DuckDB
+    (`DECIMAL(18,2)`) names it, else None."""
+    m = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", type_name, re.IGNORECASE)
     return (int(m[1]), int(m[2])) if m else None
 
 
@@ -362,7 +363,7 @@ def _bindable(col: Column, value: Any) -> Any:
         raise InputError(
             f"where: {col.path} needs a date-time with a UTC offset, got {value.isoformat()}"
         )
-    if isinstance(value, Decimal) and (shape := _decimal_shape(col.field)) is not None:
+    if isinstance(value, Decimal) and (shape := decimal_shape(col.field.type)) is not None:
         _check_decimal(col.path, value, *shape)
     return value
 

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from hubspoke_graphql.filters import SortKey, decimal_fits
+from hubspoke_graphql.filters import SortKey, decimal_fits, decimal_shape
 from hubspoke_graphql.limits import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, InputError
 from hubspoke_graphql.wide import column_of
 
@@ -86,7 +86,7 @@ def decode_cursor(entity: str, order: Sequence[SortKey], cursor: str, argument: 
 
 
 _PARSED = {"DECIMAL": Decimal, "TIMESTAMPTZ": datetime.fromisoformat, "DATE": date.fromisoformat}
-_PLAIN = {"VARCHAR": str, "DOUBLE": int | float, "BOOLEAN": bool}
+_AS_JSON = {"VARCHAR": str, "DOUBLE": int | float, "BOOLEAN": bool}
 
 
 def _of_type(key: SortKey, value: Any) -> bool:
@@ -94,11 +94,11 @@ def _of_type(key: SortKey, value: Any) -> bool:
     forged one might not cast, failing the query where the cursor should be refused."""
     if value is None:
         return True
-    kind, _, shape = key.sql_type.partition("(")
+    kind = key.sql_type.partition("(")[0]
     if kind == "BIGINT":
         return type(value) is int and -(2**63) <= value < 2**63
     if kind not in _PARSED:
-        return isinstance(value, _PLAIN[kind])
+        return isinstance(value, _AS_JSON[kind])
     try:
         parsed = _PARSED[kind](value) if isinstance(value, str) else None
     except (ValueError, ArithmeticError):
@@ -106,8 +106,8 @@ def _of_type(key: SortKey, value: Any) -> bool:
     if parsed is None or _plain(parsed) != value:  # Python reads forms DuckDB cannot cast
         return False
     if isinstance(parsed, Decimal):
-        precision, scale = (int(x) for x in shape.rstrip(")").split(","))
-        return decimal_fits(parsed, precision, scale)
+        shape = decimal_shape(key.sql_type)
+        return shape is not None and decimal_fits(parsed, *shape)
     return not isinstance(parsed, datetime) or parsed.tzinfo is not None
 
 
