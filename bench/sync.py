@@ -3,8 +3,9 @@
 Builds an N-row sales domain table in PostgreSQL and in the lake, changes 1% of it (1% updates,
 0.2% inserts, 0.02% hard deletes: 50,000 / 10,000 / 1,000 at 5M) and times, each contender in a
 subprocess of its own (honest peak RSS), on copies of the same lake and the same spoke
-tombstones, in turn `--repeat` times (a noisy minute then hits every contender); the seconds
-reported are each contender's median, the peak RSS its highest:
+tombstones, in turn `--repeat` times (a noisy minute then hits every contender) after
+`--warm-up` rounds that are not counted (the first round after the setup was the slowest for
+every contender); the seconds reported are each contender's median, the peak RSS its highest:
 
 - sync: `hubspoke.sync.sync_domain` end to end (extract, check, identities, deletes, merge);
 - raw_merge: the deltalake merge of exactly the changed rows, already in Arrow (the floor);
@@ -13,7 +14,7 @@ reported are each contender's median, the peak RSS its highest:
   filesystem destination with merge. dlt cannot propagate hard deletes; it is timed anyway.
 
     python -m bench.sync [--scale N] [--scales 1000000,5000000] [--full-scales] [--json PATH]
-                         [--skip-dlt] [--repeat 3]
+                         [--skip-dlt] [--repeat 3] [--warm-up 1]
 
 `scale` (rows -> sync seconds) and `scale_peak_rss_mb` cover every row count of `--scales`;
 with `--full-scales` every contender runs at each of them and `scale_detail` holds their table.
@@ -325,10 +326,13 @@ def _settle(spoke: SalesSpoke) -> None:
     os.sync()
 
 
-def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> dict[str, Any]:
-    """Set up `rows`, change 1%, run the contenders in turn `repeat` times (each from the same
-    state); returns name -> the run of median seconds, with every run's seconds in `runs_s` and
-    the highest peak RSS of them."""
+def measure(
+    rows: int, root: Path, full: bool, with_dlt: bool, repeat: int, warm_up: int
+) -> dict[str, Any]:
+    """Set up `rows`, change 1%, run the contenders in turn `warm_up` rounds uncounted and then
+    `repeat` times (each from the same state); returns name -> the run of median seconds, with
+    every counted run's seconds in `runs_s`, the warm-up's in `warm_up_s`, and the highest peak
+    RSS of them all."""
     db = f"hubspoke_bench_{os.getpid()}_{rows}"
     work, base = root / str(rows), root / f"{rows}_base"
     work.mkdir(parents=True)
@@ -346,7 +350,8 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> d
         if full:
             contenders += ["raw_merge", "polars_rewrite", *(["dlt"] if with_dlt else [])]
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
-        for _ in range(repeat if full else 1):
+        skipped = warm_up if full else 0
+        for _ in range(skipped + (repeat if full else 1)):
             for name in contenders:  # in turn, so a noisy minute hits every contender
                 _copy_state(base, work)
                 with spoke.transaction() as tx:  # the sync forgets the tombstones it read
@@ -359,9 +364,11 @@ def measure(rows: int, root: Path, full: bool, with_dlt: bool, repeat: int) -> d
                 runs[name].append(_child(name, work, db))
         spoke.close()
         for name, done in runs.items():
-            ordered = sorted(done, key=lambda r: r["seconds"])
+            warm, counted = done[:skipped], done[skipped:]
+            ordered = sorted(counted, key=lambda r: r["seconds"])
             results[name] = ordered[len(ordered) // 2] | {
-                "runs_s": [round(r["seconds"], 3) for r in done],
+                "runs_s": [round(r["seconds"], 3) for r in counted],
+                "warm_up_s": [round(r["seconds"], 3) for r in warm],
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in done),
             }
     finally:
@@ -390,6 +397,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "sync_phases_s": sync["phases_s"],
         "raw_merge_runs_s": results["raw_merge"]["runs_s"],
         "dlt_runs_s": dlt["runs_s"] if dlt else None,
+        "warm_up_s": {
+            name: r["warm_up_s"]
+            for name, r in results.items()
+            if isinstance(r, dict) and "warm_up_s" in r
+        },
     }
 
 
@@ -415,6 +427,12 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs of each contender at a fully timed row count"
     )
     parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=1,
+        help="uncounted rounds of every contender before the timed ones",
+    )
+    parser.add_argument(
         "--full-scales", action="store_true", help="time every contender at each of --scales"
     )
     parser.add_argument("--child", choices=[*RUNS, "load", "change"], help=argparse.SUPPRESS)
@@ -430,9 +448,19 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hubspoke-bench-sync-"))
     with_dlt = not args.skip_dlt
     try:
-        if args.repeat < 1:
-            parser.error(f"--repeat must be at least 1, got {args.repeat}")
-        full = measure(args.scale, root, full=True, with_dlt=with_dlt, repeat=args.repeat)
+        if args.repeat < 1 or args.warm_up < 0:
+            parser.error(
+                f"--repeat must be at least 1 and --warm-up at least 0,"
+                f" got {args.repeat} and {args.warm_up}"
+            )
+        full = measure(
+            args.scale,
+            root,
+            full=True,
+            with_dlt=with_dlt,
+            repeat=args.repeat,
+            warm_up=args.warm_up,
+        )
         scales = [int(x) for x in args.scales.split(",") if x.strip()] or [args.scale]
         runs = {
             str(n): full
@@ -443,6 +471,7 @@ def main() -> None:
                 full=args.full_scales,
                 with_dlt=with_dlt and args.full_scales,
                 repeat=args.repeat,
+                warm_up=args.warm_up,
             )
             for n in scales
         }
