@@ -4,8 +4,8 @@ Builds an N-row sales domain table in PostgreSQL and in the lake, changes 1% of 
 0.2% inserts, 0.02% hard deletes: 50,000 / 10,000 / 1,000 at 5M) and times, each contender in a
 subprocess of its own (honest peak RSS), on copies of the same lake and the same spoke
 tombstones, in turn `--repeat` times (a noisy minute then hits every contender) after
-`--warm-up` rounds that are not counted (the first round after the setup was the slowest for
-every contender); the seconds reported are each contender's median, the peak RSS its highest:
+`--warm-up` rounds that are not counted (the first round after the setup was often the
+slowest); the seconds reported are each contender's median, the peak RSS its highest:
 
 - sync: `hubspoke.sync.sync_domain` end to end (extract, check, identities, deletes, merge);
 - raw_merge: the deltalake merge of exactly the changed rows, already in Arrow (the floor);
@@ -430,7 +430,7 @@ def main() -> None:
         "--warm-up",
         type=int,
         default=1,
-        help="uncounted rounds of every contender before the timed ones",
+        help="uncounted rounds of every contender before the timed ones (fully timed row counts)",
     )
     parser.add_argument(
         "--full-scales", action="store_true", help="time every contender at each of --scales"
