@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +56,18 @@ class Progress:
         return CommitProperties(
             app_transactions=[Transaction(self.app_id, self.position)],
             custom_metadata=dict(metadata or {}),
+        )
+
+
+class HistoryGone(LookupError):
+    """A table's log no longer holds its state at a point in time: its history before was
+    forgotten (an erasure) or its log entries expired."""
+
+    def __init__(self, table: str, asked: datetime, oldest: int, oldest_at: datetime) -> None:
+        self.oldest, self.oldest_at = oldest, oldest_at
+        super().__init__(
+            f"{table} keeps no state as of {asked.isoformat()}: its history before version"
+            f" {oldest} ({oldest_at.isoformat()}) was forgotten"
         )
 
 
@@ -131,8 +143,9 @@ class LakeTable:
 
         self._with_retries(align)
 
-    def delta(self, version: int | datetime | None = None) -> DeltaTable:
-        """The underlying DeltaTable, optionally as of a version or a point in time."""
+    def delta(self, version: int | None = None) -> DeltaTable:
+        """The underlying DeltaTable, optionally as of a version (for a point in time, see
+        `version_at`)."""
         dt = DeltaTable(str(self.path))
         if version is not None:
             dt.load_as_version(version)
@@ -195,7 +208,7 @@ class LakeTable:
         """The position `app_id` last committed into this table, if any."""
         return self.delta().transaction_version(app_id)
 
-    def scan(self, version: int | datetime | None = None) -> pl.LazyFrame:
+    def scan(self, version: int | None = None) -> pl.LazyFrame:
         """A lazy polars scan of the table (filters and projections are pushed down)."""
         return pl.scan_delta(str(self.path), version=version)
 
@@ -203,7 +216,7 @@ class LakeTable:
         self,
         columns: list[str] | None = None,
         where: pl.Expr | None = None,
-        version: int | datetime | None = None,
+        version: int | None = None,
     ) -> pa.Table:
         """Rows as an Arrow table in the contract's physical types, filtered with pushdown."""
         # Filters go through polars: merges write string_view columns, on which pyarrow's
@@ -222,7 +235,7 @@ class LakeTable:
         key = self.contract.key_fields[0]
         return self.read(columns=[key], where=pl.col(key).is_in(keys))[key].to_pylist()
 
-    def dataset(self, version: int | datetime | None = None) -> ds.Dataset:
+    def dataset(self, version: int | None = None) -> ds.Dataset:
         """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
         # An explicit filesystem avoids the abort at interpreter exit of delta-rs#2184.
         fs = pafs.SubTreeFileSystem(str(self.path.resolve()), pafs.LocalFileSystem())
@@ -383,6 +396,32 @@ class LakeTable:
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit history, newest first."""
         return self.delta().history(limit)
+
+    def commit_times(self) -> dict[int, datetime]:
+        """When each version the log still holds was committed."""
+        return {
+            c["version"]: datetime.fromtimestamp(c["timestamp"] / 1000, UTC) for c in self.history()
+        }
+
+    def version_at(
+        self, when: datetime, commits: Mapping[int, datetime] | None = None
+    ) -> int | None:
+        """The newest version committed at or before `when` (an aware datetime); None when the
+        table's first version came after it.
+
+        deltalake's own `load_as_version(datetime)` answers version 0 for a time before the
+        table, and the oldest version it still holds for a time before a forgotten history:
+        a state the table did not have then. Raises HistoryGone for the latter instead.
+        `commits` (from `commit_times`) saves reading the history again.
+        """
+        commits = self.commit_times() if commits is None else commits
+        before = [v for v, at in commits.items() if at <= when]
+        if before:
+            return max(before)
+        oldest = min(commits)
+        if oldest == 0:
+            return None
+        raise HistoryGone(self.name, when, oldest, commits[oldest])
 
     def stored_schema(self) -> pa.Schema:
         """The schema the Delta log holds (what readers see), which may differ from the contract."""

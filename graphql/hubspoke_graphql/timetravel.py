@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from hubspoke.lake import Lake
+from hubspoke.lake import HistoryGone, Lake, LakeTable
 from hubspoke_graphql import wide
 from hubspoke_graphql.limits import TIME_TRAVEL_VIEWS, InputError
 from hubspoke_graphql.snapshot import QueryHook, View
@@ -32,38 +32,56 @@ class TimeTravel:
         self._hooks = hooks
         self._read_threads = read_threads
         self._views: OrderedDict[tuple[str, int], View] = OrderedDict()
+        self._commits: dict[str, tuple[int, dict[int, datetime]]] = {}
+        """Per identity table: its version, and the commit times its log held then."""
         self._lock = threading.Lock()
 
     def view(self, identity: Contract, *, version: int | None, at: datetime | None) -> View:
         """The view of `identity`'s entity at a version or point in time (InputError if none)."""
         table = self._lake.table(identity)
+        if at is not None and at.tzinfo is None:
+            raise InputError(f"asOf needs a date-time with a UTC offset, got {at.isoformat()}")
         try:
+            commits = self._commit_times(table)
             if at is not None:
-                if at.tzinfo is None:
-                    raise InputError(
-                        f"asOf needs a date-time with a UTC offset, got {at.isoformat()}"
-                    )
-                version = table.delta(at.astimezone(UTC)).version()
-            assert version is not None
-            latest = table.version()
-        except (TableNotFoundError, DeltaError, ValueError) as exc:
-            raise InputError(f"the lake holds no {identity.table_name} as of {at}: {exc}") from None
-        if not 0 <= version <= latest:
-            raise InputError(f"asOfVersion must be between 0 and {latest}, got {version}")
+                version = table.version_at(at.astimezone(UTC), commits)
+        except HistoryGone as exc:
+            raise InputError(f"asOf: {exc}") from None
+        except (TableNotFoundError, DeltaError) as exc:
+            raise InputError(f"the lake holds no {identity.table_name}: {exc}") from None
+        oldest, latest = min(commits), max(commits)
+        if version is None:
+            assert at is not None
+            raise InputError(
+                f"asOf {at.isoformat()} is before {identity.table_name} began"
+                f" ({commits[0].isoformat()})"
+            )
+        if not oldest <= version <= latest:
+            raise InputError(
+                f"asOfVersion must be between {oldest} and {latest}, got {version}"
+                + (f" (the history before {oldest} was forgotten)" if oldest else "")
+            )
         with self._lock:
             cached = self._views.get((identity.name, version))
             if cached is not None:
                 self._views.move_to_end((identity.name, version))
                 return cached
-            view = self._load(identity, version)
+            view = self._load(identity, version, commits[version])
             self._views[(identity.name, version)] = view
             while len(self._views) > TIME_TRAVEL_VIEWS:
                 self._views.popitem(last=False)
             return view
 
-    def _load(self, identity: Contract, version: int) -> View:
-        commit = next(c for c in self._lake.table(identity).history() if c["version"] == version)
-        when = datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
+    def _commit_times(self, table: LakeTable) -> dict[int, datetime]:
+        # A history only changes with a new version: read it again only then (a table written
+        # in real time has thousands of commits).
+        current = table.version()
+        known = self._commits.get(table.name)
+        if known is None or known[0] != current:
+            known = self._commits[table.name] = (current, table.commit_times())
+        return known[1]
+
+    def _load(self, identity: Contract, version: int, when: datetime) -> View:
         extensions = self._lake.catalog.extensions(identity.entity)
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
@@ -72,12 +90,16 @@ class TimeTravel:
         for ext in extensions:
             table = self._lake.table(ext)
             try:
-                dt = table.delta(when)
-                tables[ext.table_name] = table.read(version=dt.version())
-                versions[ext.table_name] = dt.version()
-            except (TableNotFoundError, DeltaError, ValueError):
-                tables[ext.table_name] = ext.arrow_schema().empty_table()
-                versions[ext.table_name] = None
+                at = table.version_at(when)
+            except HistoryGone as exc:
+                raise InputError(f"asOf: {exc}") from None
+            except (TableNotFoundError, DeltaError):
+                at = None  # no such table yet
+            # None: the extension began after that commit, and held nothing then.
+            tables[ext.table_name] = (
+                ext.arrow_schema().empty_table() if at is None else table.read(version=at)
+            )
+            versions[ext.table_name] = at
         for name, rows in tables.items():
             _create(con, name, rows)
         for sql in wide.rebuild_sql(identity, extensions):
