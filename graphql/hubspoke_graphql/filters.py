@@ -102,6 +102,9 @@ def scalar_of(field: Field) -> Any:
     }[field.type]
 
 
+EXISTS = "exists"
+"""The attribute of an extension's where input that asks whether the customer has a row in it."""
+
 _OPS = {"eq": "=", "ne": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
@@ -167,6 +170,8 @@ class EntityInputs:
     """Generated input class -> its attribute -> column, for field attributes."""
     nested: dict[type, dict[str, type]]
     """Generated input class -> its attribute -> nested extension input class."""
+    presence: dict[type, str]
+    """An extension's where input class -> the joined column null when it holds no row."""
 
 
 def entity_inputs(
@@ -175,6 +180,7 @@ def entity_inputs(
     """The where/orderBy/field inputs of an entity, from its identity and extension contracts."""
     leaves: dict[type, dict[str, Column]] = {}
     nested: dict[type, dict[str, type]] = {}
+    presence: dict[type, str] = {}
     columns: dict[str, Column] = {}
 
     def leaf_columns(contract: Contract, prefix: str | None) -> dict[str, Column]:
@@ -224,6 +230,17 @@ def entity_inputs(
             )
             cls.not_ = strawberry.field(default=None, name="not", description="This does not hold.")
         else:
+            if kind == "where":  # an extension's: whether the customer has a row in it at all
+                annotations[EXISTS] = bool | None
+                setattr(
+                    cls,
+                    EXISTS,
+                    strawberry.field(
+                        default=None,
+                        description="true: only customers with a row in this extension;"
+                        " false: only those without one.",
+                    ),
+                )
             cls.__annotations__ = annotations
         strawberry.input(cls, name=name, description=description)
         leaves[cls] = fields
@@ -236,18 +253,17 @@ def entity_inputs(
         assert ext.extension_name is not None
         ext_fields = leaf_columns(ext, to_camel_case(ext.extension_name))
         label = f"{ext.name}"
-        subs_where[_attr(ext.extension_name)] = (
-            ext,
-            make(
-                f"{label}Where",
-                f"Conditions on the {ext.extension_name} extension; a customer without one"
-                " matches none but isNull.",
-                ext_fields,
-                "where",
-                {},
-                False,
-            ),
+        ext_where = make(
+            f"{label}Where",
+            f"Conditions on the {ext.extension_name} extension; a customer without one matches"
+            " none but isNull and `exists: false`.",
+            ext_fields,
+            "where",
+            {},
+            False,
         )
+        presence[ext_where] = wide.present_column(ext)
+        subs_where[_attr(ext.extension_name)] = (ext, ext_where)
         subs_order[_attr(ext.extension_name)] = (
             ext,
             make(
@@ -286,7 +302,7 @@ def entity_inputs(
         for c in columns.values()
         if c.field.type in ("int64", "float64") or c.field.type.startswith("decimal")
     ]
-    return EntityInputs(where, order_by, field_enum, columns, numeric, leaves, nested)
+    return EntityInputs(where, order_by, field_enum, columns, numeric, leaves, nested, presence)
 
 
 def _enum_member(column: Column) -> str:
@@ -323,6 +339,8 @@ def _where(where: Any, inputs: EntityInputs, visible: Visible, params: list[Any]
     for attr in inputs.nested[cls]:
         if (sub := getattr(where, attr)) is not None:
             terms.append(_where(sub, inputs, visible, params))
+    if cls in inputs.presence and (exists := getattr(where, EXISTS)) is not None:
+        terms.append(f"{wide.quote(inputs.presence[cls])} IS {'NOT ' if exists else ''}NULL")
     if getattr(where, "and_", None) is not None:
         terms += [_where(w, inputs, visible, params) for w in where.and_]
     if getattr(where, "or_", None) is not None:

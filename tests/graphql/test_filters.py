@@ -24,13 +24,15 @@ query ($where: CustomerWhere, $orderBy: [CustomerOrderBy!]) {
 
 @pytest.fixture(scope="module")
 def joined(stack: Stack) -> pl.DataFrame:
-    """Live customers with their extension columns (sales_*, support_*), read with polars."""
+    """Live customers with their extension columns (sales_*, support_*; `<domain>_row` null where
+    the domain holds no row), read with polars."""
     frame = stack.lake.table("customer_identity").scan().filter(~pl.col("deleted"))
     for domain in ("sales", "support"):
         ext = stack.lake.table(f"customer_{domain}_domain").scan()
         ext = ext.select(
             pl.col("customer_id").alias("id"),
             *[pl.col(c).alias(f"{domain}_{c}") for c in ext.collect_schema() if c != "customer_id"],
+            pl.lit(True).alias(f"{domain}_row"),  # null after the join: no row in the domain
         )
         frame = frame.join(ext, on="id", how="left")
     return frame.collect()
@@ -76,6 +78,9 @@ def _leaves(joined: pl.DataFrame) -> st.SearchStrategy[tuple[dict[str, Any], pl.
                 {"sales": {"salesRep": {"isNull": b}}},
                 pl.col("sales_sales_rep").is_null() == b,
             )
+        ),
+        st.tuples(st.sampled_from(["sales", "support"]), st.booleans()).map(
+            lambda db: ({db[0]: {"exists": db[1]}}, pl.col(f"{db[0]}_row").is_not_null() == db[1])
         ),
     )
 
@@ -207,3 +212,21 @@ def test_a_cursor_of_another_order_is_refused(query: Query) -> None:
         c=cursor,
     )
     assert "not a cursor of this customer connection and orderBy" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("domain", ["sales", "support"])
+def test_exists_splits_the_customers_by_whether_a_domain_holds_them(
+    query: Query, joined: pl.DataFrame, domain: str
+) -> None:
+    def ids(where: dict[str, Any]) -> set[str]:
+        body = query(IDS, where=where)
+        assert "errors" not in body, body
+        return {n["id"] for n in body["data"]["customers"]["nodes"]}
+
+    held, missing = ids({domain: {"exists": True}}), ids({domain: {"exists": False}})
+    assert held == set(joined.filter(pl.col(f"{domain}_row").is_not_null())["id"])
+    assert missing == set(joined.filter(pl.col(f"{domain}_row").is_null())["id"])
+    assert held and missing, "the seed should leave some customers out of each domain"
+    assert held | missing == set(joined["id"]) and not held & missing
+    # A field condition on a customer without a row in the domain only holds for isNull.
+    assert missing <= ids({domain: {"updatedAt": {"isNull": True}}})
