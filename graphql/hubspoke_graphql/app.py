@@ -23,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
 from strawberry.types import ExecutionResult
 
 from hubspoke.config import Settings
@@ -43,7 +45,12 @@ from hubspoke_graphql.audit import AUDIT_TABLE, AuditLog, fields_of
 from hubspoke_graphql.context import RequestContext
 from hubspoke_graphql.graphiql import ROUTE, offline_page
 from hubspoke_graphql.graphiql import fetch as fetch_graphiql
-from hubspoke_graphql.limits import ANSWER_CACHE_SIZE, REQUEST_TIMEOUT_S
+from hubspoke_graphql.limits import (
+    ANSWER_CACHE_SIZE,
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT_S,
+    variables_refusal,
+)
 from hubspoke_graphql.lookups import Lookups
 from hubspoke_graphql.schema import LakeSchema, build_schema
 from hubspoke_graphql.snapshot import Snapshot, View
@@ -113,6 +120,8 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         query, name, variables = data.get("query"), data.get("operationName"), data.get("variables")
         if not isinstance(name, str | None) or not isinstance(variables, dict | None):
             return None
+        if variables_refusal(variables) is not None:
+            return None  # strawberry's parse_http_body refuses it
         plan = self.lookups.plan(query, name) if isinstance(query, str) else None
         if plan is None:
             return None
@@ -270,6 +279,21 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         """orjson: several times faster than json for the pages the API returns."""
         return orjson.dumps(data)
 
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's, refusing (400) variables too large to coerce (see MAX_VARIABLE_VALUES)."""
+        parsed = await super().parse_http_body(request)
+        for data in parsed if isinstance(parsed, list) else [parsed]:
+            if (refusal := variables_refusal(data.variables)) is not None:
+                raise HTTPException(400, refusal)
+        return parsed
+
+    def decode_json(self, data: str | bytes) -> object:
+        """orjson: a body nested deeper than 1024 levels is a JSONDecodeError, which strawberry
+        answers with 400 (json's RecursionError was a 500)."""
+        return orjson.loads(data)
+
 
 def _timed_out() -> GraphQLError:
     """The error of a request stopped at the time limit."""
@@ -352,7 +376,30 @@ class KeyGate:
                 role, self.keys.mask_secret, role in self.introspection_roles
             )
         scope.setdefault("state", {})["access"] = access
-        await self.app(scope, receive, send)
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
+            await self._too_large(access, length)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, _bounded(receive), send)
+        except BodyTooLarge:  # a chunked body, counted as it came
+            await self._too_large(access, f"over {MAX_REQUEST_BYTES}")(scope, receive, send)
+
+    def _too_large(self, access: Access, length: str) -> Response:
+        self.app.audit.record(
+            role=access.role,
+            operation=None,
+            fields=[],
+            customer_ids=[],
+            customer_count=0,
+            outcome="refused",
+        )
+        message = f"the request body is {length} bytes; at most {MAX_REQUEST_BYTES} are read"
+        body = {
+            "data": None,
+            "errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}],
+        }
+        return Response(orjson.dumps(body), status_code=413, media_type="application/json")
 
     def _is_ide_page(self, request: Request) -> bool:
         return (
@@ -361,6 +408,26 @@ class KeyGate:
             and "query" not in request.query_params
             and "text/html" in request.headers.get("accept", "")
         )
+
+
+class BodyTooLarge(Exception):
+    """A request body grew past MAX_REQUEST_BYTES while it was read."""
+
+
+def _bounded(receive: Receive) -> Receive:
+    """`receive`, raising BodyTooLarge once the body read passes MAX_REQUEST_BYTES."""
+    read = 0
+
+    async def bounded() -> Message:
+        nonlocal read
+        message = await receive()
+        if message["type"] == "http.request":
+            read += len(message.get("body", b""))
+            if read > MAX_REQUEST_BYTES:
+                raise BodyTooLarge
+        return message
+
+    return bounded
 
 
 def _unauthorized(request: Request) -> Response:

@@ -20,7 +20,7 @@ import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
 from hubspoke_graphql import wide
-from hubspoke_graphql.limits import MAX_FILTER_VALUES, InputError
+from hubspoke_graphql.limits import MAX_FILTER_TERMS, MAX_FILTER_VALUES, InputError
 from lake_schema import Contract
 from lake_schema.contract import Field
 
@@ -106,6 +106,8 @@ EXISTS = "exists"
 """The attribute of an extension's where input that asks whether the customer has a row in it."""
 
 _OPS = {"eq": "=", "ne": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_CONDITIONS = (*_OPS, "in_", "contains", "is_null")
+"""Every attribute of a filter input (see `_filter_input`)."""
 
 
 def _filter_input(name: str, scalar: Any) -> type:
@@ -324,9 +326,31 @@ class Compiled:
 
 def compile_where(where: Any, inputs: EntityInputs, visible: Visible) -> Compiled:
     """The condition of a `where` input (TRUE when it is empty)."""
+    if where is not None and (terms := _terms(where, inputs)) > MAX_FILTER_TERMS:
+        raise InputError(
+            f"where has {terms} conditions and and/or/not nodes; at most {MAX_FILTER_TERMS} are"
+            " accepted (a list of values is one `in` condition)"
+        )
     params: list[Any] = []
     sql = _where(where, inputs, visible, params) if where is not None else "TRUE"
     return Compiled(sql, params)
+
+
+def _terms(where: Any, inputs: EntityInputs) -> int:
+    """How many nodes a where input holds: itself, its conditions and its nested inputs."""
+    cls, count = type(where), 1
+    for attr in inputs.leaves[cls]:
+        if (condition := getattr(where, attr)) is not None:
+            count += sum(getattr(condition, op, None) is not None for op in _CONDITIONS)
+    for attr in inputs.nested[cls]:
+        if (sub := getattr(where, attr)) is not None:
+            count += _terms(sub, inputs)
+    count += cls in inputs.presence and getattr(where, EXISTS) is not None
+    for child in [*(getattr(where, "and_", None) or []), *(getattr(where, "or_", None) or [])]:
+        count += _terms(child, inputs)
+    if (negated := getattr(where, "not_", None)) is not None:
+        count += _terms(negated, inputs)
+    return count
 
 
 def _where(where: Any, inputs: EntityInputs, visible: Visible, params: list[Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, validate
 from strawberry.extensions import (
@@ -21,6 +22,14 @@ MAX_PAGE_SIZE = 1000
 """Largest `first` accepted: bounds the rows and the batched keys of one page."""
 MAX_FILTER_VALUES = 1000
 """Values one `in` condition accepts."""
+MAX_FILTER_TERMS = 1000
+"""Conditions and and/or/not nodes one `where` holds at most: variables are not counted by the
+token limit, and a where of 100,000 terms took 14 s of one worker."""
+MAX_VARIABLE_VALUES = 5000
+"""JSON values (objects and lists included) a request's variables hold: graphql-core coerces each
+before any resolver runs (a where of 60,000 nodes took 3.8 s to reach the term limit's refusal)."""
+MAX_REQUEST_BYTES = 1 << 20
+"""Largest request body read (a query at the token limit with a few full `in` lists is ~100 kB)."""
 MAX_GROUPS = 1000
 """Groups one aggregate returns at most (the largest first by count)."""
 REQUEST_TIMEOUT_S = 10.0
@@ -45,6 +54,25 @@ CACHE_SIZE = 256
 """Entries of the parser and validation caches (unbounded caches grow with every new text)."""
 REFRESH_INTERVAL_S = 0.1
 """How often at most the snapshot asks the lake whether a table has a new Delta version."""
+
+
+def variables_refusal(variables: Any) -> str | None:
+    """Why a request's decoded variables are refused (more than MAX_VARIABLE_VALUES values), or
+    None; counts no further than the limit."""
+    pending, seen = [variables], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > MAX_VARIABLE_VALUES:
+            return (
+                f"variables hold more than {MAX_VARIABLE_VALUES} values (objects and lists"
+                " included); ask for less in one request"
+            )
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return None
 
 
 class InputError(GraphQLError):

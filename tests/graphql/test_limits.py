@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from hubspoke_graphql import reads
-from hubspoke_graphql.limits import MAX_ALIASES, MAX_TOKENS
+from hubspoke_graphql.limits import (
+    MAX_ALIASES,
+    MAX_FILTER_TERMS,
+    MAX_REQUEST_BYTES,
+    MAX_TOKENS,
+    MAX_VARIABLE_VALUES,
+)
+
+from tests.graphql.conftest import Http
 
 Query = Callable[..., dict[str, Any]]
+COUNT = "query ($w: CustomerWhere) { customers(where: $w) { totalCount } }"
 
 
 def test_too_many_aliases_are_refused(query: Query) -> None:
@@ -81,3 +91,62 @@ def test_parser_and_validation_caches_are_bounded() -> None:
     for cache in caches:
         fn = getattr(cache, "cached_parse_document", None) or cache.cached_validate_document
         assert fn.cache_parameters()["maxsize"] == CACHE_SIZE
+
+
+def test_a_where_beyond_the_term_limit_is_refused(query: Query) -> None:
+    def ors(n: int) -> dict[str, Any]:  # the where, its or, and per branch a node and its eq
+        return {"or": [{"id": {"eq": f"c{i}"}} for i in range(n)]}
+
+    largest = (MAX_FILTER_TERMS - 1) // 2
+    assert query(COUNT, w=ors(largest))["data"]["customers"]["totalCount"] == 0
+    body = query(COUNT, w=ors(largest + 1))
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert f"where has {2 * largest + 3} conditions" in body["errors"][0]["message"]
+    assert f"at most {MAX_FILTER_TERMS} are accepted" in body["errors"][0]["message"]
+    deep: dict[str, Any] = {"id": {"isNull": False}}
+    for _ in range(20):
+        deep = {"not": {"not": deep}}  # nested nodes count too
+    assert query(COUNT, w=deep)["data"]["customers"]["totalCount"] > 0
+
+
+def test_variables_too_large_to_coerce_are_refused_before_coercion(http: Http) -> None:
+    # Refused before graphql-core coerces them, so before the in-list limit is even looked at.
+    where = {"id": {"in": ["c"] * MAX_VARIABLE_VALUES}}
+    for method in ("POST", "GET"):
+        if method == "POST":
+            sent = {"json": {"query": COUNT, "variables": {"w": where}}}
+        else:
+            sent = {"params": {"query": COUNT, "variables": json.dumps({"w": where})}}
+        response = http(method, "/graphql", **sent)
+        assert response.status_code == 400, response.text
+        assert f"variables hold more than {MAX_VARIABLE_VALUES} values" in response.text
+
+
+def test_a_body_nested_deeper_than_json_allows_is_a_400(http: Http) -> None:
+    nested = '{"not": ' * 5000 + '{"id": {"eq": "c1"}}' + "}" * 5000
+    body = f'{{"query": {json.dumps(COUNT)}, "variables": {{"w": {nested}}}}}'
+    response = http("POST", "/graphql", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "Unable to parse request body as JSON" in response.text
+
+
+def test_a_body_over_the_size_limit_is_refused_with_413(http: Http) -> None:
+    def padded(size: int) -> bytes:
+        text = b'{"query": "{ customers(first: 1) { totalCount } }"}'
+        return text[:-1] + b" " * (size - len(text)) + b"}"
+
+    json_body = {"Content-Type": "application/json"}
+    fits = http("POST", "/graphql", content=padded(MAX_REQUEST_BYTES), headers=json_body)
+    assert fits.status_code == 200 and fits.json()["data"]["customers"]["totalCount"] > 0
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it is read
+        over = padded(MAX_REQUEST_BYTES + 1)
+        for start in range(0, len(over), 1 << 16):
+            yield over[start : start + (1 << 16)]
+
+    for content in (padded(MAX_REQUEST_BYTES + 1), chunked()):
+        response = http("POST", "/graphql", content=content, headers=json_body)
+        assert response.status_code == 413, response.text
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+        assert f"at most {MAX_REQUEST_BYTES} are read" in error["message"]
