@@ -244,6 +244,8 @@ def audit(
         print(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title=f"API reads of customer {customer}")
+    if not rows:
+        table.caption = "no API read of this customer is recorded"
     for column in ("at", "role", "operation", "fields", "customers in answer"):
         table.add_column(column)
     for r in rows:

@@ -86,6 +86,8 @@ def test_audit_command_answers_who_read_a_person(
         cli, ["audit", "--customer", "no-such-id", "--home", str(stack.home), "--json"]
     )
     assert nobody.exit_code == 0 and nobody.output.strip() == "[]"
+    told = CliRunner().invoke(cli, ["audit", "--customer", "no-such-id", "--home", str(stack.home)])
+    assert told.exit_code == 0 and "no API read of this customer is recorded" in told.output
 
 
 def _record(audit: AuditLog, n: int) -> None:
