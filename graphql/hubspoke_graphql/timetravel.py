@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from hubspoke.lake import HistoryGone, Lake, LakeTable
+from hubspoke.lake import CommitTimes, HistoryGone, Lake, LakeTable
 from hubspoke_graphql import wide
 from hubspoke_graphql.limits import TIME_TRAVEL_VIEWS, InputError
 from hubspoke_graphql.snapshot import QueryHook, View
@@ -32,8 +32,8 @@ class TimeTravel:
         self._hooks = hooks
         self._read_threads = read_threads
         self._views: OrderedDict[tuple[str, int], View] = OrderedDict()
-        self._commits: dict[str, tuple[int, dict[int, datetime]]] = {}
-        """Per identity table: its version, and the commit times its log held then."""
+        self._commits: dict[str, CommitTimes] = {}
+        """Per table, the commit times read so far (extended as the table moves on)."""
         self._lock = threading.Lock()
 
     def view(self, identity: Contract, *, version: int | None, at: datetime | None) -> View:
@@ -44,42 +44,42 @@ class TimeTravel:
         try:
             commits = self._commit_times(table)
             if at is not None:
-                version = table.version_at(at.astimezone(UTC), commits)
+                version = commits.version_at(at.astimezone(UTC))
         except HistoryGone as exc:
             raise InputError(f"asOf: {exc}") from None
         except (TableNotFoundError, DeltaError) as exc:
             raise InputError(f"the lake holds no {identity.table_name}: {exc}") from None
-        oldest, latest = min(commits), max(commits)
         if version is None:
             assert at is not None
             raise InputError(
                 f"asOf {at.isoformat()} is before {identity.table_name} began"
-                f" ({commits[0].isoformat()})"
+                f" ({commits.at(0).isoformat()})"
             )
-        if not oldest <= version <= latest:
+        if not commits.oldest <= version <= commits.latest:
+            forgotten = f" (the history before {commits.oldest} was forgotten)"
             raise InputError(
-                f"asOfVersion must be between {oldest} and {latest}, got {version}"
-                + (f" (the history before {oldest} was forgotten)" if oldest else "")
+                f"asOfVersion must be between {commits.oldest} and {commits.latest},"
+                f" got {version}{forgotten if commits.oldest else ''}"
             )
         with self._lock:
+            for name, kept in list(self._views):
+                if name == identity.name and kept < commits.oldest:
+                    del self._views[
+                        (name, kept)
+                    ]  # a forgotten state (an erasure) leaves memory too
             cached = self._views.get((identity.name, version))
             if cached is not None:
                 self._views.move_to_end((identity.name, version))
                 return cached
-            view = self._load(identity, version, commits[version])
+            view = self._load(identity, version, commits.at(version))
             self._views[(identity.name, version)] = view
             while len(self._views) > TIME_TRAVEL_VIEWS:
                 self._views.popitem(last=False)
             return view
 
-    def _commit_times(self, table: LakeTable) -> dict[int, datetime]:
-        # A history only changes with a new version: read it again only then (a table written
-        # in real time has thousands of commits).
-        current = table.version()
-        known = self._commits.get(table.name)
-        if known is None or known[0] != current:
-            known = self._commits[table.name] = (current, table.commit_times())
-        return known[1]
+    def _commit_times(self, table: LakeTable) -> CommitTimes:
+        self._commits[table.name] = table.commit_times(self._commits.get(table.name))
+        return self._commits[table.name]
 
     def _load(self, identity: Contract, version: int, when: datetime) -> View:
         extensions = self._lake.catalog.extensions(identity.entity)
@@ -90,7 +90,7 @@ class TimeTravel:
         for ext in extensions:
             table = self._lake.table(ext)
             try:
-                at = table.version_at(when)
+                at = self._commit_times(table).version_at(when)
             except HistoryGone as exc:
                 raise InputError(f"asOf: {exc}") from None
             except (TableNotFoundError, DeltaError):

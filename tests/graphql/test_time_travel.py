@@ -102,7 +102,7 @@ def test_as_of_before_the_table_began_is_refused_not_answered_with_its_first_ver
     with Stack.create(Settings(home=tmp_path)) as stack:
         Simulator(stack, seed=5).seed(3)
         post = poster(stack)
-        began = stack.lake.table("customer_identity").commit_times()[0]
+        began = stack.lake.table("customer_identity").commit_times().at(0)
         before = (began - timedelta(days=365)).isoformat()
         assert "is before customer_identity began" in refusal(post(COUNT, at=before))
         assert post(COUNT, at=began.isoformat())["data"]["customers"]["totalCount"] == 0
@@ -120,7 +120,7 @@ def test_as_of_a_forgotten_history_is_refused_not_answered_with_the_oldest_state
         time.sleep(0.01)
         Simulator(stack, seed=6).seed(2)
         table.forget_history()  # what an erasure does to every table with a rule
-        oldest = min(table.commit_times())
+        oldest = table.commit_times().oldest
         post = poster(stack)
 
         message = refusal(post(COUNT, at=old_time.isoformat()))
