@@ -230,7 +230,8 @@ def _extract(spoke: Spoke, contract: Contract, since: datetime | None, batch_row
     updated = spoke.schema.domain_updated
     for batch in spoke.changed_batches(since, batch_rows):
         ext.rows += batch.num_rows
-        stamps = spoke.stamps_to_arrow(batch.column(updated))
+        # A stamp the spoke cannot read is null: it moves no watermark; its row is held below.
+        stamps = spoke.readable_stamps(batch.column(updated))
         top = pc.max(stamps).as_py()
         if top is not None and (ext.high is None or top > ext.high):
             ext.high = top
@@ -387,7 +388,10 @@ def reconcile(lake: Lake, spoke: Spoke, contract: Contract, first: int = 100) ->
         quarantined=len(held),
         missing_in_lake=keys("SELECT key FROM s ANTI JOIN l USING (key)"),
         extra_in_lake=keys("SELECT key FROM l ANTI JOIN s USING (key)"),
-        differing=keys("SELECT s.key FROM s JOIN l USING (key) WHERE s.stamp <> l.stamp"),
+        # A spoke stamp that cannot be read is null: it differs from any stamp the lake holds.
+        differing=keys(
+            "SELECT s.key FROM s JOIN l USING (key) WHERE s.stamp IS DISTINCT FROM l.stamp"
+        ),
         spoke_hash=spoke_hash,
         lake_hash=lake_hash,
     )

@@ -130,6 +130,20 @@ class Spoke(ABC):
         """Local timestamps as UTC Arrow timestamps (vectorised where the encoding allows)."""
         return pa.array([self.stamp_from_local(v) for v in values.to_pylist()], STAMP)
 
+    def readable_stamps(self, values: pa.Array) -> pa.Array:
+        """`stamps_to_arrow`, with null for a value this encoding cannot read: its row breaks the
+        contract (the sync holds it with the reason) instead of failing the whole batch."""
+        try:
+            return self.stamps_to_arrow(values)
+        except (pa.ArrowInvalid, ValueError, TypeError):
+            return pa.array([self._readable_stamp(v) for v in values.to_pylist()], STAMP)
+
+    def _readable_stamp(self, value: Any) -> datetime | None:
+        try:
+            return self.stamp_from_local(value)
+        except (ValueError, TypeError, OverflowError):
+            return None
+
     @abstractmethod
     def soft_deleted_domain(self, at: datetime) -> dict[str, Any]:
         """Local column values that mark a domain row soft-deleted at `at`."""
@@ -402,7 +416,7 @@ class Spoke(ABC):
         )
         for batch in stream_batches(self.db, sql, (), batch_rows):
             yield pa.record_batch(
-                [pc.cast(batch.column("k"), pa.string()), self.stamps_to_arrow(batch.column("u"))],
+                [pc.cast(batch.column("k"), pa.string()), self.readable_stamps(batch.column("u"))],
                 names=["key", "updated_at"],
             )
 

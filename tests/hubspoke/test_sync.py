@@ -113,6 +113,40 @@ def test_row_breaking_the_contract_is_quarantined_with_the_reason_and_retried(st
     assert fixed.released == 1 and rows(stack, "support")[customer]["support_tier"] == "platinum"
 
 
+def test_a_row_whose_stamp_cannot_be_read_is_held_and_the_rest_still_syncs(stack: Stack) -> None:
+    billing = stack.spokes["billing"]
+    broken, fine = known_customer(stack, "Ada"), known_customer(stack, "Bo")
+    for customer in (broken, fine):
+        billing.save_domain(customer, {"vat_id": None, "terms_days": 30})
+    billing.db.execute(
+        "UPDATE billing_accounts SET modified = 'not a time' WHERE customer_id = ?", [broken]
+    )
+    [report] = stack.sync(["billing"])
+    assert report.upserted == 1 and report.quarantined == 1
+    assert fine in rows(stack, "billing") and broken not in rows(stack, "billing")
+    [held] = stack.lake.table("sync_quarantine").read().to_pylist()
+    assert held["customer_id"] == broken and "'not a time'" in held["reason"]
+    assert report.watermark_after == rows(stack, "billing")[fine]["updated_at"]
+    result = reconcile(stack.lake, billing, stack.catalog.extension("billing"))
+    assert result.ok and result.quarantined == 1
+
+    billing.save_domain(broken, {"vat_id": None, "terms_days": 60})  # fixed at the spoke
+    [fixed] = stack.sync(["billing"])
+    assert fixed.released == 1 and rows(stack, "billing")[broken]["payment_terms"] == "NET60"
+
+
+def test_reconciliation_reports_a_stamp_broken_after_the_sync(stack: Stack) -> None:
+    billing = stack.spokes["billing"]
+    customer = known_customer(stack)
+    billing.save_domain(customer, {"vat_id": None, "terms_days": 30})
+    stack.sync(["billing"])
+    billing.db.execute(
+        "UPDATE billing_accounts SET modified = 'not a time' WHERE customer_id = ?", [customer]
+    )
+    result = reconcile(stack.lake, billing, stack.catalog.extension("billing"))
+    assert not result.ok and result.differing == [customer]
+
+
 def test_reconciliation_catches_a_row_changed_behind_the_syncs_back(stack: Stack) -> None:
     customer = known_customer(stack)
     sales = stack.spokes["sales"]
