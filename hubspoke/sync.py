@@ -157,9 +157,11 @@ def _sync(
         laps.lap("extract")
         soft = pa.concat_arrays([pa.array([], pa.string()), *ext.soft_deleted])
         good = pa.concat_tables(ext.good) if ext.good else contract.to_arrow([])
-        changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft]))
+        # Held rows read again with the changes (the overlap, or changed since) are not retried.
+        broken = pa.array([b["customer_id"] for b in ext.bad], pa.string())
+        changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft, broken]))
         retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
-        retried = _check_rows(spoke, contract, spoke.fetch_domain_rows(retry), ext)
+        retried = _check_rows(spoke, contract, spoke.local_domain_rows(retry), ext)
         if retried is not None:
             good = pa.concat_tables([good, retried])
 
@@ -175,9 +177,8 @@ def _sync(
     good = good.filter(pc.invert(pc.is_in(good[key], value_set=deletes)))
     orphans = orphans.filter(pc.invert(pc.is_in(orphans[key], value_set=deletes)))
     for row in orphans.to_pylist():
-        ext.bad.append(
-            _held(contract, row, f"no live {contract.entity} identity {row[key]!r} in the hub yet")
-        )
+        reason = f"no live {contract.entity} identity {row[key]!r} in the hub yet"
+        ext.bad.append(_held(contract, row[key], row, reason))
         report.quarantine_reasons["no live identity"] += 1
 
     report.quarantined = len(ext.bad)
@@ -272,24 +273,26 @@ def _check_rows(
     good: list[dict[str, Any]] = []
     for raw in rows:
         raw = {k: v for k, v in raw.items() if k != DELETED}
+        customer = raw[
+            spoke.schema.domain_key
+        ]  # the row may not map: its key, as the spoke names it
         try:
             row = spoke.domain_to_contract(raw)
             problems = contract.row_problems(row)
         except (ValueError, ArithmeticError, TypeError) as e:
             row, problems = raw, [f"cannot be mapped into {contract.name}: {e}"]
         if problems:
-            ext.bad.append(_held(contract, row, "; ".join(problems)))
+            ext.bad.append(_held(contract, customer, row, "; ".join(problems)))
         else:
             good.append(row)
     return contract.to_arrow(good) if good else None
 
 
-def _held(contract: Contract, row: dict[str, Any], reason: str) -> dict[str, Any]:
-    key = contract.key_fields[0]
+def _held(contract: Contract, customer: Any, row: dict[str, Any], reason: str) -> dict[str, Any]:
     stamp = row.get("updated_at")
     return {
         "domain": contract.table_name,
-        "customer_id": str(row[key]),
+        "customer_id": str(customer),
         "reason": reason,
         "row": json.dumps(row, default=str, sort_keys=True),
         "source_updated_at": stamp if isinstance(stamp, datetime) else None,

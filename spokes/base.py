@@ -422,18 +422,20 @@ class Spoke(ABC):
 
     def fetch_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """Current live domain rows for `keys`, mapped into the contract."""
+        return [self.domain_to_contract(r) for r in self.local_domain_rows(keys)]
+
+    def local_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Current live domain rows for `keys` as the spoke holds them (its own column names and
+        encodings, as `changed_batches` reads them): for the sync to map and check one by one."""
         s = self.schema
         out: list[dict[str, Any]] = []
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
-            out += [
-                self.domain_to_contract(r)
-                for r in self.db.fetchall(
-                    f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IN ({marks})"
-                    f" AND NOT ({s.domain_deleted})",
-                    chunk,
-                )
-            ]
+            out += self.db.fetchall(
+                f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IN ({marks})"
+                f" AND NOT ({s.domain_deleted})",
+                chunk,
+            )
         return out
 
     def domain_versions(self) -> dict[str, datetime]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from hubspoke.config import Settings
 from hubspoke.lake import LakeTable
 from hubspoke.stack import Stack
-from hubspoke.sync import SyncReport, reconcile, watermark
+from hubspoke.sync import SyncReport, reconcile, sync_domain, watermark
 from spokes.base import iso_stamp
 
 SALES = {"account_value": "100.00", "owner_rep": "Ada Byron", "credit_limit": "500.00"}
@@ -133,6 +134,44 @@ def test_a_row_whose_stamp_cannot_be_read_is_held_and_the_rest_still_syncs(stack
     billing.save_domain(broken, {"vat_id": None, "terms_days": 60})  # fixed at the spoke
     [fixed] = stack.sync(["billing"])
     assert fixed.released == 1 and rows(stack, "billing")[broken]["payment_terms"] == "NET60"
+
+
+def test_a_row_that_does_not_map_is_held_under_the_key_its_spoke_names(stack: Stack) -> None:
+    support = stack.spokes["support"]  # legacy names: the key is CLNT_NO, the stamp LAST_CHG
+    customer = known_customer(stack)
+    support.save_domain(customer, {"TIER_CD": "G", "TKT_CNT": "2", "DEL_FLG": "N"})
+    support.db.execute("UPDATE SUPP_PROF SET LAST_CHG = 'yesterday' WHERE CLNT_NO = ?", [customer])
+    [report] = stack.sync(["support"])
+    assert report.quarantined == 1
+    [held] = stack.lake.table("sync_quarantine").read().to_pylist()
+    assert held["customer_id"] == customer
+    assert held["reason"].startswith("cannot be mapped into CustomerSupportDomain")
+
+
+def test_held_rows_are_retried_once_the_overlap_no_longer_reads_them(stack: Stack) -> None:
+    billing = stack.spokes["billing"]
+    contract = stack.catalog.extension("billing")
+
+    def night() -> SyncReport:  # no overlap: held rows come back only through the retry
+        return sync_domain(stack.lake, billing, contract, overlap=timedelta(0))
+
+    broken, unreadable = known_customer(stack, "Ada"), known_customer(stack, "Bo")
+    billing.save_domain(broken, {"vat_id": None, "terms_days": 45})  # NET45 is no term
+    billing.save_domain(unreadable, {"vat_id": None, "terms_days": 30})
+    billing.db.execute(
+        "UPDATE billing_accounts SET modified = 'not a time' WHERE customer_id = ?", [unreadable]
+    )
+    orphan = billing.create_customer(
+        "Grace", "grace@example.com", {"vat_id": None, "terms_days": 15}
+    )
+    assert night().quarantined == 3  # the hub does not know Grace yet
+
+    stack.propagate()  # Grace's identity arrives; her row is not changed again
+    later = night()
+    assert later.released == 1 and later.quarantined == 2
+    assert rows(stack, "billing")[orphan]["payment_terms"] == "NET15"
+    held = {r["customer_id"] for r in stack.lake.table("sync_quarantine").read().to_pylist()}
+    assert held == {broken, unreadable}
 
 
 def test_reconciliation_reports_a_stamp_broken_after_the_sync(stack: Stack) -> None:
