@@ -66,3 +66,28 @@ def test_hard_and_soft_deletes_and_quarantine_on_postgres(local: Stack) -> None:
     assert lake == set(ids[8:])
     check = reconcile(local.lake, sales, contract)
     assert check.ok and check.quarantined == 1
+
+
+def test_held_rows_are_retried_from_postgres_and_mariadb(local: Stack) -> None:
+    """The retry reads the spokes' own rows back (not through the overlap) on both servers."""
+    domains = {
+        "sales": SALES,
+        "support": {"TIER_CD": "G", "TKT_CNT": "3", "DEL_FLG": "N"},
+    }
+    orphans = {
+        name: local.spokes[name].create_customer(f"{name} orphan", f"{name}@example.com", values)
+        for name, values in domains.items()
+    }
+    for name in domains:  # the hub does not know them yet
+        contract = local.catalog.extension(name)
+        first = sync_domain(local.lake, local.spokes[name], contract, overlap=timedelta(0))
+        assert first.quarantined == 1
+
+    local.propagate()
+    for name, orphan in orphans.items():
+        contract = local.catalog.extension(name)
+        later = sync_domain(local.lake, local.spokes[name], contract, overlap=timedelta(0))
+        assert later.extracted == 0 and later.released == 1 and later.quarantined == 0
+        loaded = local.lake.table(contract).read(columns=["customer_id"])["customer_id"]
+        assert loaded.to_pylist() == [orphan]
+        assert reconcile(local.lake, local.spokes[name], contract).ok
