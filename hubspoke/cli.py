@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -50,6 +52,8 @@ Home = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout holding dagster.yaml (the demo runs `dagster dev` from there)."""
+HELD_SHOWN = 10
+"""Rows held back by the sync that `hubspoke sync` lists per table."""
 
 
 def _user_errors(command: F) -> F:
@@ -206,6 +210,11 @@ def sync(
     with _stack(home) as stack:
         reports = stack.sync(domain, compare_keys=compare_keys)
         _print_sync(reports)
+        if any(r.quarantined for r in reports):
+            held = stack.lake.table("sync_quarantine").read(
+                where=pl.col("domain").is_in([r.table for r in reports])
+            )
+            _print_held(held.to_pylist())
 
 
 @app.command()
@@ -424,6 +433,22 @@ def _print_sync(reports: list[SyncReport]) -> None:
     for r in reports:
         counts = (r.extracted, r.upserted, r.deleted, r.quarantined, r.released, r.version)
         table.add_row(r.domain, *map(str, counts))
+    console.print(table)
+
+
+def _print_held(rows: list[dict[str, Any]], first: int = HELD_SHOWN) -> None:
+    """The rows the sync holds back, and why: the first few of each table."""
+    table = Table(
+        title="held in sync_quarantine (retried on every sync)",
+        caption=f"at most {first} per table; all of them: the sync_quarantine table",
+    )
+    for col in ("table", "customer", "reason"):
+        table.add_column(col, overflow="fold")
+    shown: Counter[str] = Counter()
+    for row in sorted(rows, key=lambda r: (r["domain"], r["customer_id"])):
+        shown[row["domain"]] += 1
+        if shown[row["domain"]] <= first:
+            table.add_row(row["domain"], row["customer_id"], row["reason"])
     console.print(table)
 
 
