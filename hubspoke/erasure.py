@@ -91,12 +91,16 @@ def decode_erasure(body: bytes) -> list[tuple[str, str]]:
 
 
 def erasable_tables(lake: Lake, entity: str) -> list[LakeTable]:
-    """Tables whose contract says how a person of `entity` is removed from them."""
-    return [
+    """Tables whose contract says how a person of `entity` is removed from them, identity tables
+    last: each forgets its history once erased, and a past state joins an identity version with
+    the extensions as of its commit, so the identity's kept history must start after theirs."""
+    identities = {c.table_name for c in lake.catalog.identities()}
+    tables = [
         lake.table(c)
         for c in lake.catalog.tables()
         if c.erasure is not None and c.entity in (None, entity)
     ]
+    return sorted(tables, key=lambda t: t.name in identities)
 
 
 def erase(stack: Stack, request: ErasureRequest) -> dict[str, Any]:

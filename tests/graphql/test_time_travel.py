@@ -16,6 +16,7 @@ from hubspoke_graphql.access import key_of_role
 from hubspoke_graphql.app import create_app
 
 from hubspoke.config import Settings
+from hubspoke.erasure import ErasureRequest, erase
 from hubspoke.simulate import Simulator
 from hubspoke.stack import Stack
 
@@ -152,3 +153,22 @@ def test_an_extension_that_began_after_the_asked_state_is_empty_in_it(tmp_path: 
         assert len(then) == live(stack) > 0 and all(n["sales"] is None for n in then)
         now = post(SALES)["data"]["customers"]["nodes"]
         assert sum(n["sales"] is not None for n in now) == rows.num_rows
+
+
+def test_as_of_answers_after_an_erasure_from_the_state_it_left(tmp_path: Path) -> None:
+    with Stack.create(Settings(home=tmp_path)) as stack:
+        Simulator(stack, seed=5).seed(6)
+        stack.sync()
+        person = next(
+            r["id"]
+            for r in stack.lake.table("customer_identity").read().to_pylist()
+            if not r["deleted"]
+        )
+        erase(stack, ErasureRequest(person, "ticket DPO-1"))
+        post = poster(stack)
+        version = stack.lake.table("customer_identity").version()
+        now = post(SALES)["data"]["customers"]["nodes"]
+        assert person not in {n["id"] for n in now} and len(now) == live(stack)
+        # The identity's oldest kept state joins extensions whose kept history starts before it.
+        assert post(SALES, v=version)["data"]["customers"]["nodes"] == now
+        assert post(SALES, at=datetime.now(UTC).isoformat())["data"]["customers"]["nodes"] == now
