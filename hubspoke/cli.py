@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from hubspoke.bus import BusUnavailable
 from hubspoke.config import ConfigError, Settings
@@ -212,7 +213,8 @@ def sync(
         _print_sync(reports)
         if any(r.quarantined for r in reports):
             held = stack.lake.table("sync_quarantine").read(
-                where=pl.col("domain").is_in([r.table for r in reports])
+                columns=["domain", "customer_id", "reason"],  # not the rows: they hold pii
+                where=pl.col("domain").is_in([r.table for r in reports]),
             )
             _print_held(held.to_pylist())
 
@@ -448,7 +450,8 @@ def _print_held(rows: list[dict[str, Any]], first: int = HELD_SHOWN) -> None:
     for row in sorted(rows, key=lambda r: (r["domain"], r["customer_id"])):
         shown[row["domain"]] += 1
         if shown[row["domain"]] <= first:
-            table.add_row(row["domain"], row["customer_id"], row["reason"])
+            # Reasons quote the spoke's values: text, never rich markup.
+            table.add_row(row["domain"], Text(row["customer_id"]), Text(row["reason"]))
     console.print(table)
 
 

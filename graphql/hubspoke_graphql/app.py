@@ -378,14 +378,18 @@ class KeyGate:
         scope.setdefault("state", {})["access"] = access
         length = request.headers.get("content-length", "0")
         if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
-            await self._too_large(access, length)(scope, receive, send)
+            await self._too_large(access, "request body", length)(scope, receive, send)
+            return
+        if (size := len(scope["query_string"])) > MAX_REQUEST_BYTES:  # a GET's query is there
+            await self._too_large(access, "query string", str(size))(scope, receive, send)
             return
         try:
             await self.app(scope, _bounded(receive), send)
         except BodyTooLarge:  # a chunked body, counted as it came
-            await self._too_large(access, f"over {MAX_REQUEST_BYTES}")(scope, receive, send)
+            body = f"over {MAX_REQUEST_BYTES}"
+            await self._too_large(access, "request body", body)(scope, receive, send)
 
-    def _too_large(self, access: Access, length: str) -> Response:
+    def _too_large(self, access: Access, what: str, size: str) -> Response:
         self.app.audit.record(
             role=access.role,
             operation=None,
@@ -394,7 +398,7 @@ class KeyGate:
             customer_count=0,
             outcome="refused",
         )
-        message = f"the request body is {length} bytes; at most {MAX_REQUEST_BYTES} are read"
+        message = f"the {what} is {size} bytes; at most {MAX_REQUEST_BYTES} are read"
         body = {
             "data": None,
             "errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}],

@@ -150,3 +150,17 @@ def test_a_body_over_the_size_limit_is_refused_with_413(http: Http) -> None:
         (error,) = response.json()["errors"]
         assert error["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
         assert f"at most {MAX_REQUEST_BYTES} are read" in error["message"]
+
+
+def test_a_query_string_over_the_size_limit_is_refused_with_413(
+    http: Http, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke_graphql import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_REQUEST_BYTES", 1000)  # httpx caps URLs at 64 kB
+    fits = http("GET", "/graphql", params={"query": "{ customers(first: 1) { totalCount } }"})
+    assert fits.status_code == 200, fits.text
+    long = "{ customers(first: 1) { totalCount } }" + "#" * 1000  # a comment, as long as it likes
+    response = http("GET", "/graphql", params={"query": long})
+    assert response.status_code == 413
+    assert "the query string is" in response.json()["errors"][0]["message"]

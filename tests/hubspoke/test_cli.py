@@ -52,8 +52,13 @@ def test_sync_lists_the_rows_it_holds_back_and_why(tmp_path: Path) -> None:
         customer = stack.spokes["billing"].create_customer("Ada", "ada@example.com")
         stack.propagate()
         stack.spokes["billing"].save_domain(customer, {"vat_id": None, "terms_days": 45})
+        # A value that reads as rich markup is printed as it is.
+        stack.spokes["support"].save_domain(
+            customer, {"TIER_CD": "[/x]", "TKT_CNT": "1", "DEL_FLG": "N"}
+        )
     code, out = run("sync", "--home", str(home))
     assert code == 0, out
+    assert "[/x]" in out
     # The table folds long cells over several lines: look for pieces short enough to stay whole.
     assert "held in sync_quarantine" in out and customer[:8] in out and "'NET45'" in out
 
