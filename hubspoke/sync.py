@@ -31,6 +31,9 @@ from lake_schema.arrow_checks import breaking_rows
 from spokes import Spoke
 
 DELETED = "hubspoke_deleted"
+NO_KEY = ""
+"""The quarantine key of spoke rows whose own key is null (SQLite admits a null TEXT PRIMARY
+KEY): held, retried and listed like the others, in one entry."""
 
 
 @dataclass
@@ -161,7 +164,8 @@ def _sync(
         broken = pa.array([b["customer_id"] for b in ext.bad], pa.string())
         changed = pc.unique(pa.concat_arrays([good[key].combine_chunks(), soft, broken]))
         retry = pc.filter(held, pc.invert(pc.is_in(held, value_set=changed))).to_pylist()
-        retried = _check_rows(spoke, contract, spoke.local_domain_rows(retry), ext)
+        again = spoke.local_domain_rows([k for k in retry if k != NO_KEY], keyless=NO_KEY in retry)
+        retried = _check_rows(spoke, contract, again, ext)
         if retried is not None:
             good = pa.concat_tables([good, retried])
 
@@ -187,8 +191,11 @@ def _sync(
             report.quarantine_reasons["breaks the contract"] += 1
     # Quarantine first: if the data commit below never happens, the rerun re-extracts them.
     if ext.bad:
+        by_key = {b["customer_id"]: b for b in ext.bad}  # keyless rows share NO_KEY
         quarantine.upsert(
-            quarantine.contract.to_arrow(ext.bad), step="quarantine", domain=contract.table_name
+            quarantine.contract.to_arrow(list(by_key.values())),
+            step="quarantine",
+            domain=contract.table_name,
         )
 
     new_mark = max(filter(None, [before, ext.high]), default=None)
@@ -273,9 +280,12 @@ def _check_rows(
     good: list[dict[str, Any]] = []
     for raw in rows:
         raw = {k: v for k, v in raw.items() if k != DELETED}
-        customer = raw[
-            spoke.schema.domain_key
-        ]  # the row may not map: its key, as the spoke names it
+        # The key as the spoke names it: the row may not map into the contract.
+        customer = raw[spoke.schema.domain_key]
+        if customer is None:
+            reason = f"{spoke.schema.domain_key} is null: a row without a key cannot be loaded"
+            ext.bad.append(_held(contract, NO_KEY, raw, reason))
+            continue
         try:
             row = spoke.domain_to_contract(raw)
             problems = contract.row_problems(row)

@@ -424,11 +424,17 @@ class Spoke(ABC):
         """Current live domain rows for `keys`, mapped into the contract."""
         return [self.domain_to_contract(r) for r in self.local_domain_rows(keys)]
 
-    def local_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
-        """Current live domain rows for `keys` as the spoke holds them (its own column names and
-        encodings, as `changed_batches` reads them): for the sync to map and check one by one."""
+    def local_domain_rows(self, keys: Sequence[str], keyless: bool = False) -> list[dict[str, Any]]:
+        """Current live domain rows for `keys` (and those whose key is null, when `keyless`) as
+        the spoke holds them (its own column names and encodings, as `changed_batches` reads
+        them): for the sync to map and check one by one."""
         s = self.schema
         out: list[dict[str, Any]] = []
+        if keyless:
+            out += self.db.fetchall(
+                f"SELECT * FROM {s.domain_table} WHERE {s.domain_key} IS NULL"
+                f" AND NOT ({s.domain_deleted})"
+            )
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
             out += self.db.fetchall(

@@ -174,6 +174,28 @@ def test_held_rows_are_retried_once_the_overlap_no_longer_reads_them(stack: Stac
     assert held == {broken, unreadable}
 
 
+def test_rows_without_a_key_are_held_together_until_the_spoke_fixes_them(stack: Stack) -> None:
+    billing = stack.spokes["billing"]
+    contract = stack.catalog.extension("billing")
+    for vat in ("DE1", "DE2"):  # SQLite admits a null TEXT PRIMARY KEY
+        billing.db.execute(
+            "INSERT INTO billing_accounts VALUES (NULL, ?, 30, ?, 0)",
+            [vat, iso_stamp(billing.now())],
+        )
+    [first] = stack.sync(["billing"])
+    assert first.quarantined == 2
+    [held] = stack.lake.table("sync_quarantine").read().to_pylist()
+    assert held["customer_id"] == "" and "customer_id is null" in held["reason"]
+    [again] = stack.sync(["billing"])  # read again with the changes: held once more, no clash
+    assert again.quarantined == 2 and again.released == 0
+    later = sync_domain(stack.lake, billing, contract, overlap=timedelta(0))
+    assert later.extracted == 0 and later.quarantined == 2 and later.released == 0
+
+    billing.db.execute("DELETE FROM billing_accounts WHERE customer_id IS NULL")
+    fixed = sync_domain(stack.lake, billing, contract, overlap=timedelta(0))
+    assert fixed.released == 1 and stack.lake.table("sync_quarantine").count() == 0
+
+
 def test_reconciliation_reports_a_stamp_broken_after_the_sync(stack: Stack) -> None:
     billing = stack.spokes["billing"]
     customer = known_customer(stack)
