@@ -66,7 +66,6 @@ class HistoryGone(LookupError):
     forgotten (an erasure) or its log entries expired."""
 
     def __init__(self, table: str, asked: datetime, oldest: int, oldest_at: datetime) -> None:
-        self.oldest, self.oldest_at = oldest, oldest_at
         super().__init__(
             f"{table} keeps no state as of {asked.isoformat()}: its history before version"
             f" {oldest} ({oldest_at.isoformat()}) was forgotten"
@@ -446,10 +445,11 @@ class LakeTable:
             current = self.version()
             if current == known.latest:
                 return known
-            newer = sorted(self.history(current - known.latest), key=lambda c: c["version"])
-            # A commit landing meanwhile shifts the newest entries: then read them all.
-            if [c["version"] for c in newer] == list(range(known.latest + 1, current + 1)):
-                return known.extended(c["timestamp"] for c in newer)
+            if current > known.latest:  # (lower: the table was made anew; read it all)
+                newer = sorted(self.history(current - known.latest), key=lambda c: c["version"])
+                # A commit landing meanwhile shifts the newest entries: then read them all.
+                if [c["version"] for c in newer] == list(range(known.latest + 1, current + 1)):
+                    return known.extended(c["timestamp"] for c in newer)
         commits = sorted(self.history(), key=lambda c: c["version"])
         return CommitTimes(
             self.name, commits[0]["version"], array("q", (c["timestamp"] for c in commits))

@@ -387,9 +387,10 @@ def reconcile(lake: Lake, spoke: Spoke, contract: Contract, first: int = 100) ->
         return [r[0] for r in con.execute(sql + f" ORDER BY 1 LIMIT {int(first)}").fetchall()]
 
     def digest(name: str) -> tuple[int, str]:
-        # XOR of per-row hashes: independent of row order.
+        # XOR of per-row hashes: independent of row order (an unreadable stamp hashes too).
         n, h = con.execute(
-            f"SELECT count(*), coalesce(bit_xor(hash(key || '|' || stamp)), 0) FROM {name}"
+            f"SELECT count(*), coalesce(bit_xor(hash(key || '|' || coalesce(stamp, -1))), 0)"
+            f" FROM {name}"
         ).fetchall()[0]
         return int(n), f"{int(h):016x}"
 

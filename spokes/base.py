@@ -420,10 +420,6 @@ class Spoke(ABC):
                 names=["key", "updated_at"],
             )
 
-    def fetch_domain_rows(self, keys: Sequence[str]) -> list[dict[str, Any]]:
-        """Current live domain rows for `keys`, mapped into the contract."""
-        return [self.domain_to_contract(r) for r in self.local_domain_rows(keys)]
-
     def local_domain_rows(self, keys: Sequence[str], keyless: bool = False) -> list[dict[str, Any]]:
         """Current live domain rows for `keys` (and those whose key is null, when `keyless`) as
         the spoke holds them (its own column names and encodings, as `changed_batches` reads

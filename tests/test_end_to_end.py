@@ -127,7 +127,8 @@ def test_create_update_delete_travel_from_spoke_to_lake_to_spokes_to_graphql(
         support.save_domain(ada, {"TIER_CD": "G", "TKT_CNT": "7", "DEL_FLG": "N"})
         billing.save_domain(ada, {"vat_id": "GB123456789", "terms_days": 60, "removed": 0})
         held = {
-            n: stack.spokes[n].fetch_domain_rows([ada])[0] for n in ("sales", "support", "billing")
+            n: stack.spokes[n].domain_to_contract(stack.spokes[n].local_domain_rows([ada])[0])
+            for n in ("sales", "support", "billing")
         }
     cli(home, "sync")
 

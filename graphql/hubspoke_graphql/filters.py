@@ -345,7 +345,8 @@ def _terms(where: Any, inputs: EntityInputs) -> int:
     for attr in inputs.nested[cls]:
         if (sub := getattr(where, attr)) is not None:
             count += _terms(sub, inputs)
-    count += cls in inputs.presence and getattr(where, EXISTS) is not None
+    if cls in inputs.presence and getattr(where, EXISTS) is not None:
+        count += 1
     for child in [*(getattr(where, "and_", None) or []), *(getattr(where, "or_", None) or [])]:
         count += _terms(child, inputs)
     if (negated := getattr(where, "not_", None)) is not None:

@@ -62,11 +62,10 @@ class TimeTravel:
                 f" got {version}{forgotten if commits.oldest else ''}"
             )
         with self._lock:
+            # A forgotten state (an erasure) leaves memory too.
             for name, kept in list(self._views):
                 if name == identity.name and kept < commits.oldest:
-                    del self._views[
-                        (name, kept)
-                    ]  # a forgotten state (an erasure) leaves memory too
+                    del self._views[(name, kept)]
             cached = self._views.get((identity.name, version))
             if cached is not None:
                 self._views.move_to_end((identity.name, version))

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,9 @@ def _commit(table: LakeTable, customer: str) -> None:
     time.sleep(0.01)  # distinct commit milliseconds
 
 
-def test_commit_times_read_incrementally_match_a_full_read(tmp_path: Path) -> None:
+def test_commit_times_read_incrementally_match_a_full_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     table = LakeTable(contract, tmp_path / contract.table_name)
     table.create_if_missing()
     time.sleep(0.01)
@@ -37,10 +40,19 @@ def test_commit_times_read_incrementally_match_a_full_read(tmp_path: Path) -> No
     assert (known.oldest, known.latest) == (0, 0)
     for customer in ("c1", "c2", "c3"):
         _commit(table, customer)
+    limits: list[int | None] = []
+    history = LakeTable.history
+
+    def recorded(self: LakeTable, limit: int | None = None) -> list[dict[str, Any]]:
+        limits.append(limit)
+        return history(self, limit)
+
+    monkeypatch.setattr(LakeTable, "history", recorded)
     grown = table.commit_times(known)
+    assert limits == [3]  # only the three commits since
+    assert table.commit_times(grown) is grown and limits == [3]  # nothing new: nothing read
     assert grown == table.commit_times()
     assert (grown.oldest, grown.latest) == (0, table.version()) == (0, 3)
-    assert table.commit_times(grown) is grown  # nothing new: nothing read
 
     assert grown.version_at(grown.at(2)) == 2
     assert grown.version_at(grown.at(2) - timedelta(milliseconds=1)) == 1
