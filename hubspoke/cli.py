@@ -351,7 +351,8 @@ def check(
         for name, c, o in results:
             verdict = "[green]pass[/]" if o.passed else _FAILED[c.warn_only]
             keys = f"; first keys: {', '.join(o.failing_keys[:3])}" if o.failing_keys else ""
-            table.add_row(name, c.name, verdict, o.summary + keys)
+            # Summaries quote values from the data: text, never rich markup.
+            table.add_row(name, c.name, verdict, Text(o.summary + keys))
         console.print(table)
     if any(not o.passed and not c.warn_only for _, c, o in results):
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from hubspoke.config import Settings
 from hubspoke.ingest import PROJECTION_APP
 from hubspoke.lake import Lake, LakeTable
+from hubspoke.sync import Reconciliation, reconcile
 from lake_schema import Contract
 from lake_schema.contract import format_duration
 
@@ -319,12 +320,53 @@ def checks_for(contract: Contract) -> list[Check]:
     return checks
 
 
+def reconciliation_outcome(rec: Reconciliation) -> CheckOutcome:
+    """Spoke against lake as a check: every live spoke row not in quarantine is in the lake
+    with the same source updated_at, and the lake holds nothing else."""
+    if rec.ok:
+        summary = f"{rec.lake_rows} rows as the spoke holds them ({rec.quarantined} in quarantine)"
+    else:
+        summary = (
+            f"{len(rec.missing_in_lake)} missing in the lake, {len(rec.extra_in_lake)} only in"
+            f" the lake, {len(rec.differing)} differing"
+        )
+        if rec.extra_in_lake:
+            summary += (
+                "; rows only in the lake were deleted at the spoke since the last sync, or behind"
+                " its triggers (then sync with --compare-keys, Dagster config compare_keys: true)"
+            )
+    return CheckOutcome(
+        passed=rec.ok,
+        summary=summary,
+        counts={"spoke_rows": rec.spoke_rows, "lake_rows": rec.lake_rows},
+        failing_keys=[*rec.missing_in_lake, *rec.extra_in_lake, *rec.differing][:FIRST_KEYS],
+    )
+
+
+def reconciles_with_spoke(stack: Stack, contract: Contract) -> CheckOutcome:
+    """The reconciliation of a domain table with the spoke that owns it."""
+    return reconciliation_outcome(reconcile(stack.lake, stack.spokes[contract.owner], contract))
+
+
+RECONCILIATION = Check(
+    "reconciles_with_spoke",
+    "Every live row of the owning spoke not in quarantine is in the table with the same source"
+    " updated_at, and the table holds nothing else.",
+    True,
+    False,
+    lambda stack, c, _: reconciles_with_spoke(stack, c),
+)
+"""A domain table's check against its spoke (Dagster runs it as its own asset check)."""
+
+
 def run_checks(stack: Stack) -> list[tuple[str, Check, CheckOutcome]]:
-    """Every check of every lake table, outside Dagster: (table, check, outcome) in order."""
+    """Every check of every lake table, outside Dagster, the domain tables' reconciliation with
+    their spokes included: (table, check, outcome) in order."""
     results = []
     for contract in stack.catalog.tables():
         synced = last_data_commit(stack.lake.table(contract))
-        for check in checks_for(contract):
+        checks = checks_for(contract) + ([RECONCILIATION] if contract.kind == "extension" else [])
+        for check in checks:
             results.append((contract.table_name, check, check.evaluate(stack, contract, synced)))
     return results
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hubspoke.quality import reconciliation_outcome
 from hubspoke.sync import reconcile
 from lake_schema import Contract, load_catalog
 from pipelines.assets.domains import owning_spoke
@@ -24,21 +25,11 @@ def build_reconciliation_check(contract: Contract) -> dg.AssetChecksDefinition:
         """Compare keys and source change times of the spoke and the lake."""
         with hubspoke.stack() as stack:
             rec = reconcile(stack.lake, owning_spoke(stack, contract), contract)
+        outcome = reconciliation_outcome(rec)
         return dg.AssetCheckResult(
-            passed=rec.ok,
+            passed=outcome.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=None
-            if rec.ok
-            else (
-                f"{len(rec.missing_in_lake)} missing in the lake, {len(rec.extra_in_lake)} only"
-                f" in the lake, {len(rec.differing)} differing"
-                + (
-                    "; rows only in the lake were deleted behind the spoke's triggers: run the"
-                    " sync with compare_keys: true"
-                    if rec.extra_in_lake
-                    else ""
-                )
-            ),
+            description=None if outcome.passed else outcome.summary,
             metadata={
                 "spoke_rows": dg.MetadataValue.int(rec.spoke_rows),
                 "lake_rows": dg.MetadataValue.int(rec.lake_rows),
