@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deltalake import DeltaTable
 
 from hubspoke.lake import HistoryGone, LakeTable
 from lake_schema import load_catalog
@@ -41,13 +42,13 @@ def test_commit_times_read_incrementally_match_a_full_read(
     for customer in ("c1", "c2", "c3"):
         _commit(table, customer)
     limits: list[int | None] = []
-    history = LakeTable.history
+    history = DeltaTable.history
 
-    def recorded(self: LakeTable, limit: int | None = None) -> list[dict[str, Any]]:
+    def recorded(self: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:
         limits.append(limit)
         return history(self, limit)
 
-    monkeypatch.setattr(LakeTable, "history", recorded)
+    monkeypatch.setattr(DeltaTable, "history", recorded)
     grown = table.commit_times(known)
     assert limits == [3]  # only the three commits since
     assert table.commit_times(grown) is grown and limits == [3]  # nothing new: nothing read
