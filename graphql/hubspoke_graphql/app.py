@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -521,7 +522,15 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
 
 def app_from_env() -> Starlette:
     """The app of the home the environment names (the factory each uvicorn worker calls)."""
-    return create_app(Settings.from_env().recorded())
+    settings = Settings.from_env().recorded()
+    share_the_gil(settings)
+    return create_app(settings)
+
+
+def share_the_gil(settings: Settings) -> None:
+    """Make this serving process's threads hand the GIL over sooner (see
+    Settings.api_switch_interval_ms): a read thread's query then waits less for the event loop."""
+    sys.setswitchinterval(settings.api_switch_interval_ms / 1000)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
@@ -535,6 +544,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         log.warning("GraphiQL will load its files from unpkg: %s", exc)
     if workers == 1:
+        share_the_gil(settings)
         uvicorn.run(
             create_app(settings), host=host, port=port, log_level="warning", access_log=False
         )

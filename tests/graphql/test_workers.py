@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+from hubspoke_graphql.app import app_from_env
 from hubspoke_graphql.audit import AUDIT_TABLE
 from hubspoke_graphql.workers import PARENT_NICENESS, run_workers
 
@@ -202,6 +203,19 @@ def _alive(pid: int) -> bool:
 def _stat(path: Path) -> list[str]:
     """The fields of a /proc stat file after the command name (state first, then the parent)."""
     return path.read_text().rsplit(")", 1)[1].split()
+
+
+def test_each_worker_hands_the_gil_over_as_configured(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBSPOKE_HOME", str(stack.settings.home))
+    monkeypatch.setenv("HUBSPOKE_API_SWITCH_INTERVAL_MS", "2")
+    before = sys.getswitchinterval()
+    try:
+        app_from_env()  # what each worker builds its app with
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
