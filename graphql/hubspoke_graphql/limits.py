@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, validate
+from graphql import (
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
+    validate,
+)
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -120,6 +125,34 @@ class IntrospectionPerRole(SchemaExtension):
         yield
 
 
+class OneOperationOrItsName(SchemaExtension):
+    """Refuses a document of several operations sent without `operationName`, as the GraphQL
+    spec asks (GetOperation): strawberry would run the first one."""
+
+    def on_validate(self) -> Iterator[None]:
+        """Adds the refusal to the validation errors when the operation to run is ambiguous."""
+        ctx = self.execution_context
+        document = ctx.graphql_document
+        # strawberry names the first operation when none was asked for: the asked name is its own.
+        asked = getattr(ctx, "_provided_operation_name", None)
+        if document is not None and asked is None:
+            names = [
+                d.name.value if d.name else "(anonymous)"
+                for d in document.definitions
+                if isinstance(d, OperationDefinitionNode)
+            ]
+            if len(names) > 1:
+                ctx.pre_execution_errors = [
+                    *(ctx.pre_execution_errors or []),
+                    GraphQLError(
+                        f"the document holds {len(names)} operations ({', '.join(names)}):"
+                        " name the one to run with operationName",
+                        extensions={"code": "BAD_USER_INPUT"},
+                    ),
+                ]
+        yield
+
+
 def schema_extensions() -> list[SchemaExtension]:
     """The strawberry extensions that enforce the limits above, and the audit trail."""
     from hubspoke_graphql.audit import Audit  # the audit reads the limits too
@@ -132,5 +165,6 @@ def schema_extensions() -> list[SchemaExtension]:
         QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         IntrospectionPerRole(),
+        OneOperationOrItsName(),
         MaskErrors(should_mask_error=is_unexpected),
     ]

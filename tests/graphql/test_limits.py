@@ -164,3 +164,17 @@ def test_a_query_string_over_the_size_limit_is_refused_with_413(
     response = http("GET", "/graphql", params={"query": long})
     assert response.status_code == 413
     assert "the query string is" in response.json()["errors"][0]["message"]
+
+
+def test_several_operations_without_a_name_are_refused(http: Http) -> None:
+    text = 'query A { customer(id: "x") { id } } query B { customers { totalCount } }'
+    for _ in range(2):  # the second time the texts are known to the caches
+        refused = http("POST", "/graphql", json={"query": text}).json()
+        assert refused["data"] is None
+        assert refused["errors"][0]["message"] == (
+            "the document holds 2 operations (A, B): name the one to run with operationName"
+        )
+        chosen = http("POST", "/graphql", json={"query": text, "operationName": "B"}).json()
+        assert chosen["data"]["customers"]["totalCount"] > 0
+    one = http("POST", "/graphql", json={"query": "{ customers { totalCount } }"}).json()
+    assert one["data"]["customers"]["totalCount"] == chosen["data"]["customers"]["totalCount"]
