@@ -81,7 +81,7 @@ class Settings:
     thread and takes the GIL back 8-10 times before its rows are in; while the event loop thread
     answers other requests, each time waits up to this long (a 0.6 ms query beside a thread that
     never sleeps: 43 ms at 5 ms, 5.7 ms at 0.5 ms). Four clients paging beside eight asking by
-    id, on two workers: page p99 41-102 ms at 5 ms, 31-43 ms at 0.5 ms; by-id p99 about 1 ms
+    id, on two workers: page p99 41-102 ms at 5 ms, 31-43 ms at 0.5 ms; by-id p99 1-2.5 ms
     longer."""
 
     dagster_pg_url: str | None = None
@@ -121,7 +121,7 @@ class Settings:
             )
         if not 0.05 <= self.api_switch_interval_ms <= 100:
             raise ConfigError(
-                f"HUBSPOKE_API_SWITCH_INTERVAL_MS={self.api_switch_interval_ms} must be between"
+                f"HUBSPOKE_API_SWITCH_INTERVAL_MS={self.api_switch_interval_ms:g} must be between"
                 " 0.05 and 100"
             )
         if self.dagster_pg_url is not None and not self.dagster_pg_url.startswith(
