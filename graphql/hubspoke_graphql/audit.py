@@ -34,7 +34,7 @@ from graphql import DocumentNode, GraphQLSchema, TypeInfo, TypeInfoVisitor, Visi
 from strawberry.extensions import SchemaExtension
 
 from hubspoke.lake import Lake, LakeTable
-from hubspoke_graphql.limits import CACHE_SIZE
+from hubspoke_graphql.limits import CACHE_SIZE, ambiguous_operations
 from lake_schema import Contract
 
 AUDIT_TABLE = "api_audit_log"
@@ -283,12 +283,14 @@ class Audit(SchemaExtension):
             outcome = "error"
         else:
             outcome = "ok"
+        # A refused ambiguous document ran none of its operations (strawberry names the first).
+        operation = None if ambiguous_operations(ctx) else ctx.operation_name
         context.fields = fields
-        context.operation = ctx.operation_name
+        context.operation = operation
         ids = list(dict.fromkeys(context.touched))
         audit.record(
             role=context.access.role,
-            operation=ctx.operation_name,
+            operation=operation,
             fields=fields,
             customer_ids=ids,
             customer_count=max(len(ids), context.counted),

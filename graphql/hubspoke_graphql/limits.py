@@ -20,6 +20,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.types import ExecutionContext
 
 DEFAULT_PAGE_SIZE = 100
 """Rows a connection returns when `first` is not given."""
@@ -128,6 +129,23 @@ class IntrospectionPerRole(SchemaExtension):
 _NOT_KNOWN = object()
 
 
+def ambiguous_operations(ctx: ExecutionContext) -> list[str]:
+    """The operations of a document that holds several and was sent without `operationName`
+    (the spec's GetOperation refuses it), else []."""
+    # strawberry names the first operation when none was asked for: the asked name is its own.
+    # Should a strawberry release rename it, nothing is ambiguous (and the test fails).
+    asked = getattr(ctx, "_provided_operation_name", _NOT_KNOWN)
+    document = ctx.graphql_document
+    if document is None or asked is not None:
+        return []
+    names = [
+        d.name.value if d.name else "(anonymous)"
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    ]
+    return names if len(names) > 1 else []
+
+
 class OneOperationOrItsName(SchemaExtension):
     """Refuses a document of several operations sent without `operationName`, as the GraphQL
     spec asks (GetOperation): strawberry would run the first one."""
@@ -135,25 +153,15 @@ class OneOperationOrItsName(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         """Adds the refusal to the validation errors when the operation to run is ambiguous."""
         ctx = self.execution_context
-        document = ctx.graphql_document
-        # strawberry names the first operation when none was asked for: the asked name is its
-        # own. Should a strawberry release rename it, nothing is refused (and the test fails).
-        asked = getattr(ctx, "_provided_operation_name", _NOT_KNOWN)
-        if document is not None and asked is None:
-            names = [
-                d.name.value if d.name else "(anonymous)"
-                for d in document.definitions
-                if isinstance(d, OperationDefinitionNode)
+        if names := ambiguous_operations(ctx):
+            ctx.pre_execution_errors = [
+                *(ctx.pre_execution_errors or []),
+                GraphQLError(
+                    f"the document holds {len(names)} operations ({', '.join(names)}):"
+                    " name the one to run with operationName",
+                    extensions={"code": "BAD_USER_INPUT"},
+                ),
             ]
-            if len(names) > 1:
-                ctx.pre_execution_errors = [
-                    *(ctx.pre_execution_errors or []),
-                    GraphQLError(
-                        f"the document holds {len(names)} operations ({', '.join(names)}):"
-                        " name the one to run with operationName",
-                        extensions={"code": "BAD_USER_INPUT"},
-                    ),
-                ]
         yield
 
 

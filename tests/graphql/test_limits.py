@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from hubspoke_graphql import reads
+from hubspoke_graphql.audit import AUDIT_TABLE
 from hubspoke_graphql.limits import (
     MAX_ALIASES,
     MAX_FILTER_TERMS,
@@ -16,7 +17,9 @@ from hubspoke_graphql.limits import (
     MAX_TOKENS,
     MAX_VARIABLE_VALUES,
 )
+from starlette.applications import Starlette
 
+from hubspoke.stack import Stack
 from tests.graphql.conftest import Http
 
 Query = Callable[..., dict[str, Any]]
@@ -166,7 +169,10 @@ def test_a_query_string_over_the_size_limit_is_refused_with_413(
     assert "the query string is" in response.json()["errors"][0]["message"]
 
 
-def test_several_operations_without_a_name_are_refused(http: Http) -> None:
+def test_several_operations_without_a_name_are_refused(
+    http: Http, app: Starlette, stack: Stack
+) -> None:
+    app.state.audit.flush()
     text = 'query A { customer(id: "x") { id } } query B { customers { totalCount } }'
     for _ in range(2):  # the second time the texts are known to the caches
         refused = http("POST", "/graphql", json={"query": text}).json()
@@ -178,3 +184,8 @@ def test_several_operations_without_a_name_are_refused(http: Http) -> None:
         assert chosen["data"]["customers"]["totalCount"] > 0
     one = http("POST", "/graphql", json={"query": "{ customers { totalCount } }"}).json()
     assert one["data"]["customers"]["totalCount"] == chosen["data"]["customers"]["totalCount"]
+    app.state.audit.flush()
+    records = stack.lake.table(AUDIT_TABLE).read().to_pylist()
+    refused = [r for r in records if r["outcome"] == "refused" and "Query.customer" in r["fields"]]
+    assert len(refused) == 2
+    assert all(r["operation"] is None for r in refused)  # none of its operations ran
