@@ -284,7 +284,8 @@ class Audit(SchemaExtension):
         else:
             outcome = "ok"
         # A refused ambiguous document ran none of its operations (strawberry names the first).
-        operation = None if ambiguous_operations(ctx) else ctx.operation_name
+        ambiguous = outcome == "refused" and ambiguous_operations(ctx)
+        operation = None if ambiguous else ctx.operation_name
         context.fields = fields
         context.operation = operation
         ids = list(dict.fromkeys(context.touched))
