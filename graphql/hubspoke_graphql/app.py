@@ -142,7 +142,12 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             except TimeoutError:
                 # Answered here: run again by the executor, the query would take a second read
                 # thread while the first still runs.
-                self._record_timeout(context.access, plan.operation_name(name), plan.fields)
+                self.audit.record(
+                    role=context.access.role,
+                    operation=plan.operation_name(name),
+                    fields=plan.fields,
+                    outcome="error",
+                )
                 return Response(
                     orjson.dumps({"data": None, "errors": [_timed_out().formatted]}),
                     media_type="application/json",
@@ -214,7 +219,9 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
         except TimeoutError:
             # Cancelled, the audit extension records nothing: the record is made here.
             operation, fields = _operation_of(self.schema, request_data)
-            self._record_timeout(context.access, operation, fields)
+            self.audit.record(
+                role=context.access.role, operation=operation, fields=fields, outcome="error"
+            )
             return ExecutionResult(data=None, errors=[_timed_out()])
         if single is not None and isinstance(result, ExecutionResult) and not result.errors:
             self.lookups.learn(single.query, single.operation_name)
@@ -222,17 +229,6 @@ class LakeGraphQL(GraphQL[RequestContext, None]):
             ids = list(dict.fromkeys(context.touched))
             self._keep(key, result, context.operation, context.fields, ids, context.counted)
         return result
-
-    def _record_timeout(self, access: Access, operation: str | None, fields: list[str]) -> None:
-        """Audit a request stopped at the time limit: it answered about nobody."""
-        self.audit.record(
-            role=access.role,
-            operation=operation,
-            fields=fields,
-            customer_ids=[],
-            customer_count=0,
-            outcome="error",
-        )
 
     def _kept_body(self, asked: tuple[Any, ...], access: Access) -> bytes | None:
         """The JSON body of an answer kept for this question: the compiled path's, else the
@@ -361,14 +357,7 @@ class KeyGate:
             return
         role = self.keys.role_of(key_from_headers(request.headers))
         if role is None:
-            self.app.audit.record(
-                role="none",
-                operation=None,
-                fields=[],
-                customer_ids=[],
-                customer_count=0,
-                outcome="refused",
-            )
+            self.app.audit.record(role="none", operation=None, outcome="refused")
             await _unauthorized(request)(scope, receive, send)
             return
         access = self.access.get(role)
@@ -391,14 +380,7 @@ class KeyGate:
             await self._too_large(access, "request body", body)(scope, receive, send)
 
     def _too_large(self, access: Access, what: str, size: str) -> Response:
-        self.app.audit.record(
-            role=access.role,
-            operation=None,
-            fields=[],
-            customer_ids=[],
-            customer_count=0,
-            outcome="refused",
-        )
+        self.app.audit.record(role=access.role, operation=None, outcome="refused")
         message = f"the {what} is {size} bytes; at most {MAX_REQUEST_BYTES} are read"
         body = {
             "data": None,
