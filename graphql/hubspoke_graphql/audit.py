@@ -103,7 +103,7 @@ class AuditLog:
             "operation": operation,
             "fields": fields,
             "customer_count": customer_count,
-            "customer_ids": customer_ids,
+            "customer_ids": list(customer_ids),
             "outcome": outcome,
         }
         self._queue(lambda pending: pending.add(row))
