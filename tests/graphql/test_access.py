@@ -224,6 +224,34 @@ def test_a_query_past_the_time_limit_is_interrupted_and_frees_its_read_thread(
     assert time.monotonic() - started < 3
 
 
+def test_a_lookup_past_the_time_limit_is_interrupted_and_frees_its_read_thread(
+    query: Query, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hubspoke_graphql.app as app_module
+    from hubspoke_graphql import reads
+
+    monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.3)
+    first = query("{ customers(first: 1) { nodes { id } } }")["data"]["customers"]["nodes"][0]
+    # Without the view's row index (a table it does not hold in memory) an executed lookup
+    # goes through the request's DataLoader, whose batch runs as a task of its own, outside
+    # the operation that the time limit cancels.
+    monkeypatch.delitem(app.state.snapshot.current().indexes, "customer_identity")
+    text = "query Who($id: ID!) { customer(id: $id) @include(if: true) { id } }"
+    by_keys = reads.by_keys
+
+    def endless(view: Any, *args: Any, **kwargs: Any) -> Any:
+        view.fetch_tuples("SELECT count(*) FROM range(10000000000) AS r WHERE r.range % 7 = 3")
+        return by_keys(view, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "by_keys", endless)
+    started = time.monotonic()
+    assert query(text, id=first["id"])["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    monkeypatch.setattr(reads, "by_keys", by_keys)
+    # Had the loader's query run on, the next read would wait behind it and time out as well.
+    assert query(text, id=first["id"])["data"]["customer"] == first
+    assert time.monotonic() - started < 3
+
+
 def test_a_compiled_page_asked_again_is_the_executors_kept_answer(query: Query, app: Any) -> None:
     text = "query Again($n: Int) { customers(first: $n) { nodes { id name } } }"
     first = query(text, n=3)  # the executor answers and keeps it; the text is compiled
