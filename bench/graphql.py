@@ -199,6 +199,14 @@ def load_postgres(url: str, database: str, catalog: Any, data: dict[str, pa.Tabl
     return db_url
 
 
+def _settle(postgres: str) -> None:
+    """Write out what the setup left dirty (PostgreSQL's buffers and WAL, the lake's files), so
+    that the writeback does not fall on whichever API is measured first."""
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("CHECKPOINT")
+    os.sync()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,9 +231,13 @@ def _wait(url: str, headers: dict[str, str], server: subprocess.Popen[bytes]) ->
 
 
 def measure(
-    url: str, headers: dict[str, str], queries: dict[str, str], n: int, requests: int
-) -> dict[str, Any]:
-    """Each query driven by CONCURRENCY clients from a separate process; latency and throughput."""
+    apis: dict[str, tuple[str, dict[str, str], dict[str, str]]], n: int, requests: int
+) -> dict[str, dict[str, Any]]:
+    """Each query driven by CONCURRENCY clients from a separate process, against every API in
+    turn (API name -> its URL, headers and query texts): name -> query -> latency and throughput.
+
+    The APIs take turns query by query, so that a slow spell of the machine falls on both sides
+    of a comparison rather than on one API's every query."""
     rng = random.Random(11)
     variables = {
         "by_id": [{"id": f"c{rng.randrange(n):08d}"} for _ in range(requests)],
@@ -234,30 +246,44 @@ def measure(
         "page_repeated": [{"min": str(rng.randrange(0, 900_000))} for _ in range(REPEATED_PAGES)],
         "aggregate": [{}],
     }
-    results = {}
+    results: dict[str, dict[str, Any]] = {api: {} for api in apis}
     with ProcessPoolExecutor(1) as pool:
-        for name, text in queries.items():
-            payloads = [{"query": text, "variables": v} for v in variables[name]]
-            total = requests if name != "aggregate" else max(requests // 10, 100)
-            # A short warm-up (first plans, caches), then the measured run.
-            warm_up, measured = payloads[:WARM_UP], payloads[WARM_UP:] or payloads
-            pool.submit(
-                drive, url, headers, warm_up, concurrency=CONCURRENCY, total=WARM_UP
-            ).result()
-            out: Outcome = pool.submit(
-                drive, url, headers, measured, concurrency=CONCURRENCY, total=total
-            ).result()
-            lat = sorted(x * 1000 for x in out.latencies)
-            results[name] = {
-                "rps": round(len(lat) / out.seconds, 1),
-                "p50_ms": round(_percentile(lat, 50), 2),
-                "p95_ms": round(_percentile(lat, 95), 2),
-                "p99_ms": round(_percentile(lat, 99), 2),
-                "failures": out.failures,
-            }
-            if out.failures:
-                console.print(f"[red]{name}: {out.failures} failures, first: {out.first_failure}")
+        for name in OURS:
+            for api, (url, headers, queries) in apis.items():
+                with console.status(f"driving {api}: {name}"):
+                    results[api][name] = _drive_query(
+                        pool, url, headers, queries[name], variables[name], name, requests
+                    )
     return results
+
+
+def _drive_query(
+    pool: ProcessPoolExecutor,
+    url: str,
+    headers: dict[str, str],
+    text: str,
+    variables: list[dict[str, Any]],
+    name: str,
+    requests: int,
+) -> dict[str, Any]:
+    """A short warm-up (first plans, caches), then the measured run of one query."""
+    payloads = [{"query": text, "variables": v} for v in variables]
+    total = requests if name != "aggregate" else max(requests // 10, 100)
+    warm_up, measured = payloads[:WARM_UP], payloads[WARM_UP:] or payloads
+    pool.submit(drive, url, headers, warm_up, concurrency=CONCURRENCY, total=WARM_UP).result()
+    out: Outcome = pool.submit(
+        drive, url, headers, measured, concurrency=CONCURRENCY, total=total
+    ).result()
+    lat = sorted(x * 1000 for x in out.latencies)
+    if out.failures:
+        console.print(f"[red]{name}: {out.failures} failures, first: {out.first_failure}")
+    return {
+        "rps": round(len(lat) / out.seconds, 1),
+        "p50_ms": round(_percentile(lat, 50), 2),
+        "p95_ms": round(_percentile(lat, 95), 2),
+        "p99_ms": round(_percentile(lat, 99), 2),
+        "failures": out.failures,
+    }
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -342,10 +368,16 @@ def main(argv: list[str] | None = None) -> None:
             with console.status("waiting for both APIs"):
                 _wait(ours_url, ours_headers, servers[0])
                 _wait(pg_url, {}, servers[1])
-            with console.status("driving Hubspoke"):
-                ours = measure(ours_url, ours_headers, OURS, args.scale, args.requests)
-            with console.status("driving PostGraphile"):
-                theirs = measure(pg_url, {}, POSTGRAPHILE, args.scale, args.requests)
+            _settle(args.postgres)
+            measured = measure(
+                {
+                    "Hubspoke": (ours_url, ours_headers, OURS),
+                    "PostGraphile": (pg_url, {}, POSTGRAPHILE),
+                },
+                args.scale,
+                args.requests,
+            )
+            ours, theirs = measured["Hubspoke"], measured["PostGraphile"]
         finally:
             for server in servers:
                 with contextlib.suppress(ProcessLookupError):

@@ -208,14 +208,7 @@ def test_a_query_past_the_time_limit_is_interrupted_and_frees_its_read_thread(
     monkeypatch.setattr(app_module, "REQUEST_TIMEOUT_S", 0.3)
     assert "errors" not in query(text, n=1)  # compiled from now on where it can be
     page = reads.page
-
-    def endless(view: Any, *args: Any, **kwargs: Any) -> Any:
-        # Half a minute of DuckDB work unless interrupted, on the process's only read thread
-        # (bounded: a broken interruption fails the test instead of hanging it).
-        view.fetch_tuples("SELECT count(*) FROM range(10000000000) AS r WHERE r.range % 7 = 3")
-        return page(view, *args, **kwargs)
-
-    monkeypatch.setattr(reads, "page", endless)
+    monkeypatch.setattr(reads, "page", _after_endless_work(page))
     started = time.monotonic()
     assert query(text, n=2)["errors"][0]["extensions"]["code"] == "TIMEOUT"
     monkeypatch.setattr(reads, "page", page)
@@ -238,18 +231,24 @@ def test_a_lookup_past_the_time_limit_is_interrupted_and_frees_its_read_thread(
     monkeypatch.delitem(app.state.snapshot.current().indexes, "customer_identity")
     text = "query Who($id: ID!) { customer(id: $id) @include(if: true) { id } }"
     by_keys = reads.by_keys
-
-    def endless(view: Any, *args: Any, **kwargs: Any) -> Any:
-        view.fetch_tuples("SELECT count(*) FROM range(10000000000) AS r WHERE r.range % 7 = 3")
-        return by_keys(view, *args, **kwargs)
-
-    monkeypatch.setattr(reads, "by_keys", endless)
+    monkeypatch.setattr(reads, "by_keys", _after_endless_work(by_keys))
     started = time.monotonic()
     assert query(text, id=first["id"])["errors"][0]["extensions"]["code"] == "TIMEOUT"
     monkeypatch.setattr(reads, "by_keys", by_keys)
     # Had the loader's query run on, the next read would wait behind it and time out as well.
     assert query(text, id=first["id"])["data"]["customer"] == first
     assert time.monotonic() - started < 3
+
+
+def _after_endless_work(read: Callable[..., Any]) -> Callable[..., Any]:
+    """`read` of a view, after half a minute of DuckDB work on its cursor unless interrupted
+    (bounded: a broken interruption fails the test instead of hanging it)."""
+
+    def endless(view: Any, *args: Any, **kwargs: Any) -> Any:
+        view.fetch_tuples("SELECT count(*) FROM range(10000000000) AS r WHERE r.range % 7 = 3")
+        return read(view, *args, **kwargs)
+
+    return endless
 
 
 def test_a_compiled_page_asked_again_is_the_executors_kept_answer(query: Query, app: Any) -> None:
