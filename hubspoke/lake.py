@@ -273,12 +273,13 @@ class LakeTable:
     def holding(self, keys: Sequence[Any] | pa.Array, where: pl.Expr | None = None) -> pa.Array:
         """The values of `keys` (a single-column key) held by the table's rows matching `where`."""
         key = self.contract.key_fields[0]
+        key_type = self.contract.arrow_schema().field(key).type
         frame = self.scan() if where is None else self.scan().filter(where)
         # A semi join, not a filter with `is_in`: 60,000 keys against 5M rows, 0.21 s against
         # 0.36 s (polars 2.2).
-        wanted = pl.LazyFrame({key: pl.Series(keys, dtype=frame.collect_schema()[key])})
+        wanted = pl.from_arrow(pa.table({key: pa.array(keys, type=key_type)})).lazy()
         held = frame.select(key).join(wanted, on=key, how="semi").collect()
-        return held.to_series().to_arrow().cast(self.contract.arrow_schema().field(key).type)
+        return held.to_series().to_arrow().cast(key_type)
 
     def dataset(self, version: int | None = None) -> ds.Dataset:
         """A pyarrow dataset over the table's files, for unfiltered Arrow scans."""
