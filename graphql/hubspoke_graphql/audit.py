@@ -90,7 +90,7 @@ class AuditLog:
         operation: str | None,
         outcome: str,
         fields: Sequence[str] = (),
-        customer_ids: Sequence[str] = (),
+        customer_ids: list[str] | None = None,
         customer_count: int = 0,
     ) -> None:
         """Queue one request's record (cheap: the write happens in the background); a request
@@ -103,7 +103,7 @@ class AuditLog:
             "operation": operation,
             "fields": fields,
             "customer_count": customer_count,
-            "customer_ids": list(customer_ids),
+            "customer_ids": [] if customer_ids is None else customer_ids,
             "outcome": outcome,
         }
         self._queue(lambda pending: pending.add(row))
